@@ -1,0 +1,109 @@
+"""The batch-normalization layer in training mode, forward and backward.
+
+Over a mini-batch (axis ``axis``, 0 by default) each feature is normalised with the batch
+mean and the *biased* batch variance, as in common deep-learning frameworks:
+
+    x̂ = (x − μ_B) / sqrt(σ²_B + eps),   y = γ x̂ + β.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+
+__all__ = ["batchnorm_forward", "batchnorm_backward"]
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
+    """Training-mode batch normalization.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, D) (or any shape with the batch on ``axis``)
+        A mini-batch of N ≥ 2 examples.
+    gamma, beta : array_like
+        Scale and shift, broadcast against the normalised features (shape (D,) for 2-D x).
+    eps : float
+        Added to the variance, ≥ 0 (0 gives the exact normalisation N of the slides).
+    axis : int
+        The batch axis.
+
+    Returns
+    -------
+    y : numpy.ndarray, shape of ``x``
+    cache : tuple
+        What :func:`batchnorm_backward` needs.
+
+    Raises
+    ------
+    ValueError
+        If x is not finite, has fewer than 2 examples, gamma/beta do not broadcast, eps < 0,
+        or a feature is constant over the batch while eps = 0.
+    """
+    x = v.finite_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have a batch axis, got a scalar")
+    axis = v.count(axis, "axis", minimum=-x.ndim)
+    if axis >= x.ndim:
+        raise ValueError(f"axis {axis} is out of range for x of shape {x.shape}")
+    if x.shape[axis] < 2:
+        raise ValueError(f"x needs at least 2 examples along axis {axis}, got shape {x.shape}")
+    gamma = v.finite_array(gamma, "gamma")
+    beta = v.finite_array(beta, "beta")
+    eps = float(v.finite_array(eps, "eps"))
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        try:
+            np.broadcast_shapes(p.shape, x.shape)
+        except ValueError:
+            raise ValueError(f"{name} of shape {p.shape} does not broadcast with x of shape "
+                             f"{x.shape}") from None
+    mu = x.mean(axis=axis, keepdims=True)
+    xc = x - mu
+    var = np.mean(xc * xc, axis=axis, keepdims=True)
+    if eps == 0 and np.any(var == 0):
+        raise ValueError("a feature of x is constant over the batch; use eps > 0")
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = xc * inv_std
+    y = gamma * xhat + beta
+    return y, (xhat, inv_std, gamma, beta.shape, axis, x.shape)
+
+
+def _reduce_to(a, shape):
+    """Sum ``a`` down to ``shape`` (the inverse of broadcasting)."""
+    lead = a.ndim - len(shape)
+    a = a.sum(axis=tuple(range(lead))) if lead > 0 else a
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and a.shape[i] != 1)
+    return a.sum(axis=axes, keepdims=True) if axes else a
+
+
+def batchnorm_backward(dy, cache):
+    """Backward pass of :func:`batchnorm_forward`.
+
+    Parameters
+    ----------
+    dy : array_like, shape of ``x``
+        Upstream gradient ∂L/∂y.
+    cache : tuple
+        From :func:`batchnorm_forward`.
+
+    Returns
+    -------
+    dx : numpy.ndarray, shape of ``x``
+        (γ/σ) (dy − mean(dy) − x̂ mean(dy x̂)), means over the batch.
+    dgamma, dbeta : numpy.ndarray, shapes of ``gamma`` and ``beta``
+    """
+    if not (isinstance(cache, tuple) and len(cache) == 6):
+        raise TypeError("cache must be the tuple returned by batchnorm_forward")
+    xhat, inv_std, gamma, beta_shape, axis, shape = cache
+    dy = v.finite_array(dy, "dy")
+    if dy.shape != shape:
+        raise ValueError(f"dy must have the shape of x, {shape}, got {dy.shape}")
+    dbeta = _reduce_to(dy, beta_shape)
+    dgamma = _reduce_to(dy * xhat, gamma.shape)
+    dxhat = dy * gamma
+    dx = inv_std * (dxhat - dxhat.mean(axis=axis, keepdims=True)
+                    - xhat * np.mean(dxhat * xhat, axis=axis, keepdims=True))
+    return dx, dgamma, dbeta

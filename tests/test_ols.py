@@ -1,0 +1,217 @@
+"""OLS: moments, losses and gradients against independent computations."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bnlib
+from bnlib import OLS
+
+
+def centred_data(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
+    X -= X.mean(axis=0)                      # E[x] = 0 exactly on the data set
+    y = X @ rng.standard_normal(d) + 0.3 * rng.standard_normal(n) + 0.2
+    return X, y
+
+
+def fd_grad(f, x, h=1e-6):
+    """Central finite differences of a scalar function of a vector."""
+    x = np.asarray(x, dtype=float)
+    out = np.empty_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        out[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return out
+
+
+# ---------------------------------------------------------------- construction
+def test_attributes(problem):
+    H, g, c = problem.H, problem.g, problem.c
+    assert problem.d == 6
+    assert np.allclose(H @ problem.u_star, g)
+    assert np.isclose(problem.min_loss, 0.25)             # noise/2
+    assert np.allclose(problem.eigvals, np.linalg.eigvals(H).real[np.argsort(np.linalg.eigvals(H).real)])
+    assert np.isclose(problem.eigvals[-1] / problem.eigvals[0], 50.0)
+    assert np.isclose(c, problem.u_star @ H @ problem.u_star + 0.5)
+
+
+def test_random_spectrum_and_seed():
+    p = OLS.random(8, 1e3, seed=1, noise=0.0)
+    assert np.allclose(p.eigvals, np.logspace(0, 3, 8))
+    q = OLS.random(8, 1e3, seed=1, noise=0.0)
+    assert np.array_equal(p.H, q.H) and np.array_equal(p.g, q.g)
+    r = OLS.random(8, 1e3, seed=2, noise=0.0)
+    assert not np.allclose(p.H, r.H)
+    assert p.min_loss == 0.0
+
+
+def test_immutable(problem):
+    with pytest.raises(AttributeError):
+        problem.c = 3.0
+    with pytest.raises(ValueError):
+        problem.H[0, 0] = 1.0
+    with pytest.raises(ValueError):
+        problem.g[0] = 1.0
+
+
+def test_copies_inputs():
+    H = np.eye(2)
+    p = OLS(H, [1.0, 0.0], 2.0)
+    H[0, 0] = 5.0
+    assert p.H[0, 0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "H, g, c, match",
+    [
+        ([[1.0, 0.2], [0.0, 1.0]], [1, 0], 2, "symmetric"),
+        ([[1.0, 0.0], [0.0, -1.0]], [1, 0], 2, "positive definite"),
+        ([[1.0, 0.0], [0.0, 0.0]], [1, 0], 2, "positive definite"),
+        ([[1.0, 0.0, 0.0]], [1], 2, "square"),
+        ([[np.nan, 0.0], [0.0, 1.0]], [1, 0], 2, "finite"),
+        ([[np.inf, 0.0], [0.0, 1.0]], [1, 0], 2, "finite"),
+        (np.eye(2), [1, 0, 0], 2, "g must have shape"),
+        (np.eye(2), [1, np.nan], 2, "g must be finite"),
+        (np.eye(2), [1, 0], [1, 2], "c must be a scalar"),
+        (np.eye(2), [1, 0], np.inf, "c must be finite"),
+        (np.eye(2), [2, 0], 1.0, "c must be >="),
+    ],
+)
+def test_bad_input(H, g, c, match):
+    with pytest.raises(ValueError, match=match):
+        OLS(H, g, c)
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="H"):
+        OLS("eye", [1], 1)
+    with pytest.raises(TypeError, match="g"):
+        OLS(np.eye(1), ["a"], 1)
+    with pytest.raises(TypeError, match="d"):
+        OLS.random(2.5, 10, 0)
+    with pytest.raises(ValueError, match="kappa"):
+        OLS.random(3, 0.5, 0)
+    with pytest.raises(ValueError, match="noise"):
+        OLS.random(3, 10, 0, noise=-1)
+    with pytest.raises(ValueError, match="d must be"):
+        OLS.random(0, 10, 0)
+
+
+# ---------------------------------------------------------------- losses against data
+def test_loss_matches_data_average():
+    X, y = centred_data(200, 4, seed=0)
+    p = OLS.from_samples(X, y)
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((5, 4))
+    direct = 0.5 * np.mean((y[:, None] - X @ W.T) ** 2, axis=0)
+    assert np.allclose(p.loss(W), direct, rtol=1e-12)
+    assert np.isclose(p.min_loss, 0.5 * np.mean((y - X @ np.linalg.lstsq(X, y, rcond=None)[0]) ** 2))
+
+
+def test_bn_loss_matches_batchnorm_on_data():
+    """On a centred data set, BN over the whole set (eps = 0) is exactly x^T w / ||w||_H."""
+    X, y = centred_data(300, 5, seed=2)
+    p = OLS.from_samples(X, y)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        a, w = rng.standard_normal(), rng.standard_normal(5)
+        z, _ = bnlib.bn.batchnorm_forward((X @ w)[:, None], 1.0, 0.0, eps=0.0)
+        direct = 0.5 * np.mean((y - a * z[:, 0]) ** 2)
+        assert np.isclose(p.bn_loss(a, w), direct, rtol=1e-12)
+
+
+def test_sample_moments_monte_carlo(problem):
+    X, y = problem.sample(200_000, seed=4)
+    est = OLS.from_samples(X, y)
+    scale = np.max(np.abs(problem.H))
+    assert np.max(np.abs(est.H - problem.H)) < 0.03 * scale
+    assert np.max(np.abs(est.g - problem.g)) < 0.03 * scale
+    assert abs(est.c - problem.c) < 0.03 * problem.c
+
+
+def test_from_samples_bad_input():
+    with pytest.raises(ValueError, match="singular"):
+        OLS.from_samples(np.ones((3, 5)), np.ones(3))
+    with pytest.raises(ValueError, match="y must have shape"):
+        OLS.from_samples(np.eye(3), np.ones(4))
+
+
+# ---------------------------------------------------------------- gradients
+def test_grad_finite_differences(problem, rng):
+    w = rng.standard_normal(problem.d)
+    assert np.allclose(problem.grad(w), fd_grad(problem.loss, w), atol=1e-6)
+
+
+def test_bn_grad_finite_differences(problem, rng):
+    for _ in range(5):
+        a, w = rng.standard_normal(), rng.standard_normal(problem.d)
+        da, dw = problem.bn_grad(a, w)
+        assert np.isclose(da, fd_grad(lambda t, w=w: problem.bn_loss(t[0], w), [a])[0], atol=1e-7)
+        assert np.allclose(dw, fd_grad(lambda x, a=a: problem.bn_loss(a, x), w), atol=1e-6)
+
+
+def test_bn_broadcasting(problem, rng):
+    W = rng.standard_normal((3, 4, problem.d))
+    A = rng.standard_normal((3, 1))
+    L = problem.bn_loss(A, W)
+    da, dw = problem.bn_grad(A, W)
+    assert L.shape == (3, 4) and da.shape == (3, 4) and dw.shape == (3, 4, problem.d)
+    i, j = 2, 3
+    assert np.isclose(L[i, j], problem.bn_loss(A[i, 0], W[i, j]))
+    assert np.allclose(dw[i, j], problem.bn_grad(A[i, 0], W[i, j])[1])
+    assert problem.loss(W).shape == (3, 4)
+
+
+def test_bn_bad_input(problem):
+    with pytest.raises(ValueError, match="nonzero"):
+        problem.bn_loss(1.0, np.zeros(problem.d))
+    with pytest.raises(ValueError, match="w must have shape"):
+        problem.bn_grad(1.0, np.ones(problem.d + 1))
+    with pytest.raises(ValueError, match="broadcast"):
+        problem.bn_loss(np.ones(3), np.ones((4, problem.d)))
+    with pytest.raises(ValueError, match="a must be finite"):
+        problem.bn_loss(np.nan, np.ones(problem.d))
+
+
+# ---------------------------------------------------------------- invariants (property-based)
+vec = st.lists(st.floats(-10, 10), min_size=6, max_size=6).map(np.array)
+
+
+P6 = OLS.random(6, 50.0, seed=3, noise=0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.floats(-5, 5).filter(lambda t: abs(t) > 1e-6), w=vec, r=st.floats(1e-3, 1e3))
+def test_invariants(a, w, r):
+    problem = P6
+    if np.linalg.norm(w) < 1e-3:
+        return
+    # J(a, w) = J0(a w / ||w||_H): BN over-parameterises OLS
+    u = a * w / np.sqrt(w @ problem.H @ w)
+    assert np.isclose(problem.bn_loss(a, w), problem.loss(u), rtol=1e-10, atol=1e-10)
+    # scale invariance of the loss
+    assert np.isclose(problem.bn_loss(a, r * w), problem.bn_loss(a, w), rtol=1e-10, atol=1e-10)
+    # orthogonality w^T grad_w J = 0 (relative to the sizes of the factors)
+    _, dw = problem.bn_grad(a, w)
+    assert abs(w @ dw) <= 1e-10 * (np.linalg.norm(w) * np.linalg.norm(dw) + 1e-300)
+    # the gradient scales as 1/r
+    _, dw_r = problem.bn_grad(a, r * w)
+    assert np.allclose(dw_r, dw / r, rtol=1e-8, atol=1e-12 * np.abs(dw).max() / r)
+
+
+def test_excess_identity(problem, rng):
+    """J0(w) − J* = ½ ||w − u*||²_H (closed form)."""
+    w = rng.standard_normal(problem.d)
+    e = w - problem.u_star
+    assert np.isclose(problem.loss(w) - problem.min_loss, 0.5 * e @ problem.H @ e)
+
+
+def test_bn_to_ols(problem, rng):
+    a, w = 1.7, rng.standard_normal(problem.d)
+    u = problem.bn_to_ols(a, w)
+    assert np.isclose(np.sqrt(u @ problem.H @ u), abs(a))
+    assert np.isclose(problem.loss(u), problem.bn_loss(a, w))

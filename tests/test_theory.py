@@ -1,0 +1,137 @@
+"""Closed-form rates and limits against independent computations."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize_scalar
+
+from bnlib import OLS, bngd, gd, theory
+
+
+def sqrtm_spd(H):
+    lam, Q = np.linalg.eigh(H)
+    return (Q * np.sqrt(lam)) @ Q.T
+
+
+def bngd_map(p, lr, lr_a):
+    """One BNGD step as a function of the stacked state z = (a, w), using only bn_grad."""
+    def step(z):
+        da, dw = p.bn_grad(z[0], z[1:])
+        return np.concatenate([[z[0] - lr_a * da], z[1:] - lr * dw])
+    return step
+
+
+def fd_jacobian(f, z, h=1e-6):
+    cols = [(f(z + h * e) - f(z - h * e)) / (2 * h) for e in np.eye(z.size)]
+    return np.array(cols).T
+
+
+def test_gd_rate_is_spectral_norm(problem):
+    for lr in (1e-3, 0.01, 0.05, 0.2):
+        M = np.eye(problem.d) - lr * problem.H
+        assert np.isclose(theory.gd_rate(problem.H, lr), np.linalg.norm(M, 2))
+    lrs = np.array([1e-3, 0.01])
+    assert theory.gd_rate(problem.H, lrs).shape == (2,)
+
+
+def test_gd_rate_matches_measured_contraction(problem):
+    """The tail ratio of excess losses of a run tends to ρ²."""
+    lr = 0.7 / problem.eigvals[-1]
+    run = gd(problem, lr, 400, np.random.default_rng(0).standard_normal(problem.d))
+    measured = np.sqrt(run.excess[-1] / run.excess[-2])
+    assert np.isclose(measured, theory.gd_rate(problem.H, lr), rtol=1e-4)
+
+
+def test_gd_lr_max_is_the_edge(problem):
+    edge = theory.gd_lr_max(problem.H)
+    assert np.isclose(edge, 2 / np.linalg.norm(problem.H, 2))
+    run = gd(problem, np.array([0.99, 1.01]) * edge, 4000, np.zeros(problem.d))
+    assert run.excess[-1, 0] < run.excess[0, 0] and run.excess[-1, 1] > 10 * run.excess[0, 1]
+
+
+def test_gd_lr_opt_minimises_rate(problem):
+    res = minimize_scalar(lambda t: np.linalg.norm(np.eye(problem.d) - t * problem.H, 2),
+                          bounds=(0, theory.gd_lr_max(problem.H)), method="bounded",
+                          options={"xatol": 1e-10})
+    assert np.isclose(theory.gd_lr_opt(problem.H), res.x, rtol=1e-5)
+    k = theory.kappa(problem.H)
+    assert np.isclose(k, 50.0)
+    assert np.isclose(theory.gd_rate(problem.H, theory.gd_lr_opt(problem.H)), (k - 1) / (k + 1))
+
+
+def test_effective_hessian_against_projection(problem):
+    """H* = H^{1/2} (I − v vᵀ/vᵀv) H^{1/2}, v = H^{1/2} u*."""
+    S = sqrtm_spd(problem.H)
+    vv = S @ problem.u_star
+    expect = S @ (np.eye(problem.d) - np.outer(vv, vv) / (vv @ vv)) @ S
+    Hs = theory.effective_hessian(problem.H, problem.u_star)
+    assert np.allclose(Hs, expect, atol=1e-10)
+    assert np.allclose(Hs @ problem.u_star, 0, atol=1e-10)
+    lam = theory.effective_eigvals(problem.H, problem.u_star)
+    assert lam.shape == (problem.d - 1,)
+    assert np.isclose(theory.kappa_star(problem.H, problem.u_star), lam[-1] / lam[0])
+
+
+def test_jacobian_of_bngd_at_minimiser(problem):
+    """Finite-difference Jacobian of one BNGD step = blockdiag(1 − ε_a, I − ε̂ H*)."""
+    s, lr, lr_a = 1.7, 0.4, 0.6
+    w_star = s * problem.u_star
+    a_star = np.sqrt(problem.u_star @ problem.H @ problem.u_star)
+    z = np.concatenate([[a_star], w_star])
+    J = fd_jacobian(bngd_map(problem, lr, lr_a), z)
+    lr_eff = lr * a_star**2 / (w_star @ problem.H @ w_star)
+    assert np.isclose(lr_eff, lr / s**2)
+    expect = np.zeros_like(J)
+    expect[0, 0] = 1 - lr_a
+    expect[1:, 1:] = np.eye(problem.d) - lr_eff * theory.effective_hessian(problem.H, problem.u_star)
+    assert np.allclose(J, expect, atol=1e-7)
+    # the local rate: spectral radius off the neutral direction u*
+    P = np.eye(problem.d) - np.outer(problem.u_star, problem.u_star) / (problem.u_star @ problem.u_star)
+    rho = max(abs(J[0, 0]), np.linalg.norm(J[1:, 1:] @ P, 2))
+    assert np.isclose(theory.bngd_rate(problem.H, problem.u_star, lr_eff, lr_a), rho, atol=1e-7)
+
+
+def test_bngd_rate_matches_a_run_near_the_minimiser(problem):
+    a_star = np.sqrt(problem.u_star @ problem.H @ problem.u_star)
+    w0 = problem.u_star + 1e-3 * np.random.default_rng(1).standard_normal(problem.d)
+    lr = 0.5 / problem.eigvals[-1]
+    run = bngd(problem, lr, 600, a_star * 1.001, w0, lr_a=0.9)
+    measured = np.sqrt(run.excess[-1] / run.excess[-2])
+    predicted = theory.bngd_rate(problem.H, problem.u_star, run.lr_eff[-1], 0.9)
+    assert np.isclose(measured, predicted, rtol=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(2, 12), logk=st.floats(0.1, 6))
+def test_interlacing(seed, d, logk):
+    p = OLS.random(d, 10.0**logk, seed=seed)
+    lam_s = theory.effective_eigvals(p.H, p.u_star)
+    tol = 1e-9 * p.eigvals[-1]
+    assert lam_s[0] >= p.eigvals[0] - tol and lam_s[-1] <= p.eigvals[-1] + tol
+    assert theory.kappa_star(p.H, p.u_star) <= theory.kappa(p.H) * (1 + 1e-8)
+
+
+def test_kappa_star_along_eigenvectors():
+    H = np.diag([1.0, 3.0, 10.0, 100.0])
+    e = np.eye(4)
+    assert np.isclose(theory.kappa_star(H, e[3]), 10.0)    # drops the top eigenvalue
+    assert np.isclose(theory.kappa_star(H, e[0]), 100 / 3)  # drops the bottom one
+    assert theory.kappa_star(np.eye(1) * 2, [1.0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: theory.gd_rate(np.eye(2), 0.0), "lr"),
+        (lambda: theory.gd_lr_max([[1, 2], [0, 1]]), "symmetric"),
+        (lambda: theory.kappa(-np.eye(2)), "positive definite"),
+        (lambda: theory.effective_hessian(np.eye(2), [0.0, 0.0]), "u_star must be nonzero"),
+        (lambda: theory.effective_hessian(np.eye(2), [1.0]), "u_star must have shape"),
+        (lambda: theory.bngd_rate(np.eye(2), [1.0, 0.0], -1.0), "lr_eff"),
+        (lambda: theory.bngd_rate(np.eye(2), [1.0, 0.0], 1.0, 0.0), "lr_a"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
