@@ -3,14 +3,15 @@
 Public API (a contract: chapters and outside code call these names)
 
 - :class:`OLS` — an immutable OLS problem (H, g, c) with J0, the BN loss J and its gradients.
-- :func:`gd`, :func:`bngd` — vectorised GD and BNGD runs over arrays of step sizes.
+- :func:`gd`, :func:`bngd` — vectorised GD and BNGD runs over arrays of step sizes;
+  :func:`gd_stack`, :func:`bngd_stack` — the same for several problems of equal dimension.
 - :mod:`bnlib.theory` — closed-form rates and step-size limits.
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
 """
 
 from . import bn, theory
-from .descent import BNGDRun, GDRun, bngd, gd
+from .descent import BNGDRun, GDRun, bngd, bngd_stack, gd, gd_stack
 from .ols import OLS
 
-__all__ = ["OLS", "gd", "bngd", "GDRun", "BNGDRun", "theory", "bn"]
+__all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn"]
 __version__ = "0.1.0"

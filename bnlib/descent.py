@@ -1,13 +1,20 @@
 """Gradient descent (GD) on J0 and batch-normalized gradient descent (BNGD) on J.
 
 Both run many step sizes at once: ``lr`` may be an array, and the runs advance together
-as one batched computation (one ``W @ H`` product per step for all of them). A run whose
-loss blows up is flagged in ``diverged``; from then on its recorded loss is ``inf`` and its
-recorded iterates are ``nan``, and no floating-point warning escapes.
+as one batched computation (one ``W @ H`` product per step for all of them, no Python loop
+over runs). A run whose loss blows up is flagged in ``diverged``; from then on its recorded
+loss is ``inf`` and its recorded iterates are ``nan``, and no floating-point warning escapes.
+Diverged runs are dropped from the batch, so a sweep that is mostly diverged gets cheaper
+as it goes; ``tol=`` stops the whole batch once every live run has converged; and
+``record="loss"`` keeps only per-step scalars (memory O(K·M) instead of O(K·M·d)).
 
 Shapes: the *batch shape* B of a call is the broadcast of the shapes of ``lr`` (and, for
 BNGD, ``lr_a``, ``a0`` and ``w0.shape[:-1]``). A scalar ``lr`` with ``w0`` of shape (d,)
 gives B = (); a 1-D ``lr`` of M step sizes gives B = (M,).
+
+:func:`gd_stack` and :func:`bngd_stack` do the same for S problems of equal dimension at
+once (e.g. S random problems, one per seed): their batch shape is (S, *B), with the problem
+axis first, and one batched product ``W_s @ H_s`` per step for all problems.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numpy as np
 from . import _validate as v
 from .ols import OLS
 
-__all__ = ["GDRun", "BNGDRun", "gd", "bngd"]
+__all__ = ["GDRun", "BNGDRun", "gd", "bngd", "gd_stack", "bngd_stack"]
 
 _RECORDS = ("all", "loss")
 
@@ -95,9 +102,7 @@ def _steps_to(excess, tol) -> np.ndarray:
     return first if first.ndim else float(first)
 
 
-def _common(problem, lr, steps, tol, record, blowup):
-    if not isinstance(problem, OLS):
-        raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
+def _common(lr, steps, tol, record, blowup):
     lr = v.positive_array(lr, "lr")
     steps = v.count(steps, "steps", minimum=0)
     if tol is not None:
@@ -108,6 +113,11 @@ def _common(problem, lr, steps, tol, record, blowup):
     if blowup <= 1:
         raise ValueError(f"blowup must be > 1, got {blowup}")
     return lr, steps, tol, blowup
+
+
+def _check_problem(problem):
+    if not isinstance(problem, OLS):
+        raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
 
 
 def _scalarise(x):
@@ -124,6 +134,266 @@ def _finish(rows, k, length):
     return out
 
 
+# ---------------------------------------------------------------------------- problems
+class _Data:
+    """Problem arrays laid out for the engine.
+
+    One problem: H (d, d), g, gcol, u, ucol (d,), jstar and c floats; the state is W (N, d).
+    S stacked problems: H (S, d, d), g and u (S, 1, d), gcol and ucol (S, d, 1), jstar and
+    c (S, 1); the state is W (S, N, d).
+    """
+
+    __slots__ = ("H", "g", "gcol", "u", "ucol", "jstar", "c", "d", "S")
+
+    def __init__(self, problems, stacked):
+        d = problems[0].d
+        self.d = d
+        if not stacked:
+            p = problems[0]
+            self.S = None
+            self.H, self.g, self.gcol, self.u, self.ucol = p.H, p.g, p.g, p.u_star, p.u_star
+            self.jstar, self.c = p.min_loss, p.c
+        else:
+            self.S = len(problems)
+            self.H = np.stack([p.H for p in problems])
+            g = np.stack([p.g for p in problems])
+            self.g = g[:, None, :]
+            self.gcol = np.ascontiguousarray(g[:, :, None])
+            u = np.stack([p.u_star for p in problems])
+            self.u = u[:, None, :]
+            self.ucol = np.ascontiguousarray(u[:, :, None])
+            self.jstar = np.array([p.min_loss for p in problems])[:, None]
+            self.c = np.array([p.c for p in problems])[:, None]
+
+    def h_norm2(self, w):
+        """wᵀ H w for w of shape (d,), (*B, d) (one problem) or (S, *B, d) (stacked)."""
+        if self.S is None:
+            return np.vecdot(w @ self.H, w)
+        ws = w.reshape(self.S, -1, self.d)
+        return np.vecdot(np.matmul(ws, self.H), ws).reshape(w.shape[:-1])
+
+
+def _stack(problems):
+    if isinstance(problems, OLS):
+        raise TypeError("problems must be a sequence of bnlib.OLS; for a single problem use gd/bngd")
+    try:
+        problems = list(problems)
+    except TypeError:
+        raise TypeError(f"problems must be a sequence of bnlib.OLS, got "
+                        f"{type(problems).__name__}") from None
+    if not problems:
+        raise ValueError("problems must hold at least one bnlib.OLS, got an empty sequence")
+    for i, p in enumerate(problems):
+        if not isinstance(p, OLS):
+            raise TypeError(f"problems[{i}] must be a bnlib.OLS, got {type(p).__name__}")
+        if p.d != problems[0].d:
+            raise ValueError(f"problems must share one dimension: problems[0] has d = "
+                             f"{problems[0].d}, problems[{i}] has d = {p.d}")
+    return _Data(problems, stacked=True)
+
+
+def _batch_shape(data, shapes, names):
+    """The batch shape: the broadcast of ``shapes`` for one problem; for S stacked problems
+    the broadcast of ``shapes`` with (S, 1, ..., 1), whose axis 0 must stay S."""
+    try:
+        if data.S is None:
+            return np.broadcast_shapes(*shapes)
+        n = max(1, *(len(s) for s in shapes))
+        B = np.broadcast_shapes((data.S,) + (1,) * (n - 1), *shapes)
+        if B[0] != data.S:
+            raise ValueError
+        return B
+    except ValueError:
+        listed = ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes, strict=True))
+        if data.S is None:
+            raise ValueError(f"shapes do not broadcast: {listed}") from None
+        raise ValueError(
+            f"shapes do not broadcast with {data.S} problems on axis 0: {listed}. Axis 0 of "
+            f"the batch is the problem axis; give arrays shared by all problems a leading "
+            f"length-1 axis (e.g. lr[None, :])") from None
+
+
+# ---------------------------------------------------------------------------- the engine
+def _scatter(x, cols, N, fill, vec=False):
+    """Put the active columns ``x`` of shape (…, n), or (…, n, d) if ``vec``, back into a
+    full row of N columns filled with ``fill``."""
+    if cols is None:
+        return x
+    if vec:
+        out = np.full(x.shape[:-2] + (N, x.shape[-1]), fill)
+        out[..., cols, :] = x
+    else:
+        out = np.full(x.shape[:-1] + (N,), fill)
+        out[..., cols] = x
+    return out
+
+
+def _buffers(bn, W, g):
+    """Work arrays for a state like W. BNGD keeps W and H W (later G, which overwrites it)
+    in one array Z = [W, HW] so that one call gives both ‖w‖² and ‖w‖²_H; ``gfull`` is g
+    broadcast to W's shape (a same-shape subtraction is faster than a broadcast one)."""
+    gfull = np.ascontiguousarray(np.broadcast_to(g, W.shape))
+    if bn:
+        Z = np.empty((2,) + W.shape)
+        Z[0] = W
+        return Z[1], Z[1], None, Z, gfull
+    return np.empty_like(W), np.empty_like(W), np.empty_like(W), None, gfull
+
+
+def _engine(bn, data, W, A, eps, eps_a, steps, tol, record, blowup):
+    """Run N GD (``bn=False``) or BNGD runs together.
+
+    W : (N, d) or (S, N, d), a fresh float array updated in place; A, eps, eps_a : (N,) or
+    (S, N) (A and eps_a are ignored for GD). Returns a dict of recorded arrays of shape
+    (L, N) or (L, S, N) (``w``: (L, …, d)), the final state and ``alive``.
+
+    Per step and run: one row of ``W @ H`` (a single batched product for all runs), one
+    product ``W @ g`` and eight or nine other passes over the (N, d) state, into
+    preallocated buffers. The excess J − J* is formed from terms that stay accurate near the
+    minimum (see :func:`bngd`).
+    """
+    H, g, gcol, u, ucol, jstar = data.H, data.g, data.gcol, data.u, data.ucol, data.jstar
+    stacked = data.S is not None
+    N = W.shape[-2]
+    cols = None                                    # active columns (None: all N)
+    alive = np.ones(W.shape[:-1], dtype=bool)
+    HW, G, R, Z, gfull = _buffers(bn, W, g)
+    W = Z[0] if bn else W
+    names = ["loss", "excess"] + (["lr_eff", "w_norm"] if bn else [])
+    if record == "all":
+        names += ["w"] + (["a"] if bn else [])
+    fills = [np.inf if nm in ("loss", "excess") else np.nan for nm in names]
+    rows = [[] for _ in names]
+    limit = None
+    k = 0
+    with np.errstate(all="ignore"):
+        while True:
+            np.matmul(W, H, out=HW)
+            if bn:
+                w2, n2 = np.vecdot(Z, W)           # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
+                wg = W @ gcol
+                if stacked:
+                    wg = wg[..., 0]
+                t = wg / n2                        # G = g − t HW = H r, r = u − t W
+                rn = 1.0 / np.sqrt(n2)
+                dev = A - wg * rn                  # ∂_a J
+                np.multiply(HW, t[..., None], out=G)
+                np.subtract(gfull, G, out=G)
+                uG = G @ ucol                      # rᵀ H r = uᵀG − t wᵀG, as accurate as
+                if stacked:                        # forming r itself (see bngd's Notes)
+                    uG = uG[..., 0]
+                exc = 0.5 * (dev * dev + (uG - t * np.vecdot(W, G)))
+            else:
+                np.subtract(HW, gfull, out=G)      # ∇J0 = H w − g
+                np.subtract(W, u, out=R)
+                exc = 0.5 * np.vecdot(R, G)
+            loss = jstar + exc
+            if limit is None:
+                limit = blowup * np.maximum(loss, 0.5 * data.c)
+            ok = loss <= limit                     # False for nan and inf
+            if bn:
+                ok &= n2 < np.inf                  # also catches an overflowing ‖w‖_H
+            alive &= ok
+            all_alive = bool(alive.all())
+            if not all_alive:
+                loss = np.where(alive, loss, np.inf)
+                exc = np.where(alive, exc, np.inf)
+            if bn:
+                q = eps * A * rn                   # w_{k+1} = w_k + q G
+                lr_eff = q * A * rn                # ε a² / ‖w‖²_H
+                w_norm = np.sqrt(w2)
+                if not all_alive:
+                    lr_eff = np.where(alive, lr_eff, np.nan)
+                    w_norm = np.where(alive, w_norm, np.nan)
+                rec = (loss, exc, lr_eff, w_norm)
+            else:
+                rec = (loss, exc)
+            if record == "all":
+                rec += (W.copy() if all_alive else np.where(alive[..., None], W, np.nan),)
+                if bn:
+                    rec += (A.copy() if all_alive else np.where(alive, A, np.nan),)
+            if cols is None:
+                for row, x in zip(rows, rec, strict=True):
+                    row.append(x)
+            else:
+                for row, x, fill, nm in zip(rows, rec, fills, names, strict=True):
+                    row.append(_scatter(x, cols, N, fill, vec=nm == "w"))
+            if k == steps or not (all_alive or alive.any()):
+                length = steps + 1
+                break
+            if tol is not None and (exc.max() <= tol if all_alive else np.all(exc[alive] <= tol)):
+                length = k + 1
+                break
+            if not all_alive:                      # drop columns with no live run left
+                live = alive.any(axis=0) if stacked else alive
+                n_live = int(np.count_nonzero(live))
+                if 8 * (live.size - n_live) >= live.size:
+                    here = np.arange(N) if cols is None else cols
+                    cols = here[live]
+                    alive, limit, eps = alive[..., live], limit[..., live], eps[..., live]
+                    G_live = G[..., live, :]
+                    HW, G, R, Z, gfull = _buffers(bn, W[..., live, :], g)
+                    G[...] = G_live
+                    W = Z[0] if bn else W[..., live, :]
+                    if bn:
+                        A, eps_a, dev, q = A[..., live], eps_a[..., live], dev[..., live], q[..., live]
+            if bn:
+                np.multiply(G, q[..., None], out=G)
+                W += G                             # w − ε ∇_w J, ∇_w J = −(a/‖w‖_H) G
+                A = A - eps_a * dev
+            else:
+                np.multiply(G, eps[..., None], out=G)
+                W -= G
+            k += 1
+    out = {nm: _finish(row, k, length) for nm, row in zip(names, rows, strict=True)}
+    out["alive"] = _scatter(alive, cols, N, False)
+    out["w_final"] = _scatter(np.where(alive[..., None], W, np.nan), cols, N, np.nan, vec=True)
+    if bn:
+        out["a_final"] = _scatter(np.where(alive, A, np.nan), cols, N, np.nan)
+    return out
+
+
+def _launch(bn, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup):
+    """Broadcast the per-run arguments to the batch shape B, flatten, run, reshape."""
+    d = data.d
+    lead = () if data.S is None else (data.S,)
+    flat = lead + (-1,)
+    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat + (d,))
+    eps_b = np.broadcast_to(lr, B)
+    eps = np.ascontiguousarray(eps_b).reshape(flat)
+    if bn:
+        eps_a_b = np.broadcast_to(lr_a, B)
+        A = np.array(np.broadcast_to(a0, B), dtype=float).reshape(flat)
+        eps_a = np.ascontiguousarray(eps_a_b).reshape(flat)
+    else:
+        A = eps_a = None
+    res = _engine(bn, data, W, A, eps, eps_a, steps, tol, record, blowup)
+
+    def shaped(x, tail=()):
+        return None if x is None else x.reshape(x.shape[:1] + B + tail)
+
+    common = dict(
+        w=shaped(res.get("w"), (d,)),
+        loss=shaped(res["loss"]),
+        excess=shaped(res["excess"]),
+        diverged=_scalarise(~res["alive"].reshape(B)),
+        lr=_scalarise(eps_b.copy()),
+        w_final=res["w_final"].reshape(B + (d,)),
+        steps=steps,
+    )
+    if not bn:
+        return GDRun(**common)
+    return BNGDRun(
+        **common,
+        a=shaped(res.get("a")),
+        lr_eff=shaped(res["lr_eff"]),
+        w_norm=shaped(res["w_norm"]),
+        lr_a=_scalarise(eps_a_b.copy()),
+        a_final=_scalarise(res["a_final"].reshape(B)),
+    )
+
+
+# ---------------------------------------------------------------------------- public
 def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
     """Gradient descent on J0: w_{k+1} = w_k + ε (g − H w_k).
 
@@ -156,53 +426,64 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
         If ``lr <= 0`` or not finite, ``steps < 0``, ``w0`` has the wrong shape or is not
         finite, ``tol <= 0``, or ``record`` is unknown.
     """
-    lr, steps, tol, blowup = _common(problem, lr, steps, tol, record, blowup)
-    d = problem.d
+    _check_problem(problem)
+    return _gd(_Data([problem], stacked=False), lr, steps, w0, tol, record, blowup)
+
+
+def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
+    """:func:`gd` on S problems of equal dimension at once.
+
+    Parameters
+    ----------
+    problems : sequence of OLS
+        S ≥ 1 problems, all of dimension d.
+    lr : float or array_like
+        Step size(s) ε > 0, broadcast against the batch shape (S, *B).
+    steps : int
+    w0 : array_like, shape (d,) or broadcastable to (S, *B, d), optional
+        Starts; zeros by default.
+    tol, record, blowup
+        As in :func:`gd`; ``tol`` waits for every run of every problem.
+
+    Returns
+    -------
+    GDRun
+        With batch shape (S, *B): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
+        The same numbers as S separate :func:`gd` calls, up to rounding.
+
+    Notes
+    -----
+    Axis 0 of the batch is the problem axis: ``lr`` and ``w0[..., :]`` are broadcast against
+    (S, *B) by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An
+    array shared by all problems therefore needs a leading length-1 axis once it has any
+    axes: M step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one
+    start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size
+    s with problem s.
+
+    Raises
+    ------
+    TypeError
+        If ``problems`` is not a sequence of :class:`OLS` or an argument is not numeric.
+    ValueError
+        If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
+        0, or an argument is invalid as in :func:`gd`.
+    """
+    return _gd(_stack(problems), lr, steps, w0, tol, record, blowup)
+
+
+def _gd(data, lr, steps, w0, tol, record, blowup):
+    lr, steps, tol, blowup = _common(lr, steps, tol, record, blowup)
+    d = data.d
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    try:
-        B = np.broadcast_shapes(lr.shape, w0.shape[:-1])
-    except ValueError:
-        raise ValueError(f"lr of shape {lr.shape} does not broadcast with w0 of shape "
-                         f"{w0.shape}") from None
-    H, g, c, u = problem.H, problem.g, problem.c, problem.u_star
-    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float)
-    eps = np.broadcast_to(lr, B)[..., None]
-    alive = np.ones(B, dtype=bool)
-    ws, losses, excesses = [], [], []
-    limit = None
-    k = 0
-    with np.errstate(all="ignore"):
-        while True:
-            HW = W @ H
-            exc = 0.5 * np.einsum("...i,...i->...", W - u, HW - g)
-            loss = problem.min_loss + exc
-            if limit is None:
-                limit = blowup * np.maximum(loss, 0.5 * c)
-            bad = alive & ~(np.isfinite(loss) & (loss <= limit) & np.all(np.isfinite(W), -1))
-            alive &= ~bad
-            loss = np.where(alive, loss, np.inf)
-            exc = np.where(alive, exc, np.inf)
-            losses.append(loss)
-            excesses.append(exc)
-            if record == "all":
-                ws.append(np.where(alive[..., None], W, np.nan))
-            if k == steps or not alive.any():
-                length = steps + 1
-                break
-            if tol is not None and np.all(exc[alive] <= tol):
-                length = k + 1
-                break
-            W = np.where(alive[..., None], W - eps * (HW - g), W)
-            k += 1
-    return GDRun(
-        w=_finish(ws, k, length) if record == "all" else None,
-        loss=_finish(losses, k, length),
-        excess=_finish(excesses, k, length),
-        diverged=_scalarise(~alive),
-        lr=_scalarise(np.broadcast_to(lr, B).copy()),
-        w_final=np.where(alive[..., None], W, np.nan),
-        steps=steps,
-    )
+    if data.S is None:
+        try:
+            B = np.broadcast_shapes(lr.shape, w0.shape[:-1])
+        except ValueError:
+            raise ValueError(f"lr of shape {lr.shape} does not broadcast with w0 of shape "
+                             f"{w0.shape}") from None
+    else:
+        B = _batch_shape(data, [lr.shape, w0.shape[:-1]], ["lr", "w0[..., 0]"])
+    return _launch(False, data, B, lr, None, None, w0, steps, tol, record, blowup)
 
 
 def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
@@ -237,71 +518,76 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     ValueError
         If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
         ``w0`` has the wrong shape, is not finite or is zero, or shapes do not broadcast.
+
+    Notes
+    -----
+    The excess is computed as J − J* = ½ (a − p)² + ½ rᵀH r with p = wᵀg/‖w‖_H and
+    r = u* − t w, t = wᵀg/‖w‖²_H (r is the part of u* H-orthogonal to w). The second term
+    is evaluated as u*ᵀG − t wᵀG with G = g − t H w = H r, the vector the update uses
+    anyway; its rounding error is of the order of ε_mach ‖u*‖ ‖G‖, the same as that of
+    forming r itself, so it vanishes with G at the minimum and the excess keeps its
+    relative accuracy far below the rounding error of ``loss`` = J* + excess.
     """
-    lr, steps, tol, blowup = _common(problem, lr, steps, tol, record, blowup)
+    _check_problem(problem)
+    return _bngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup)
+
+
+def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
+    """:func:`bngd` on S problems of equal dimension at once.
+
+    Parameters
+    ----------
+    problems : sequence of OLS
+        S ≥ 1 problems, all of dimension d.
+    lr, lr_a, a0 : float or array_like
+        Broadcast against the batch shape (S, *B) (see Notes).
+    steps : int
+    w0 : array_like, shape (d,) or broadcastable to (S, *B, d)
+        Starts; each must be nonzero.
+    tol, record, blowup
+        As in :func:`bngd`; ``tol`` waits for every run of every problem.
+
+    Returns
+    -------
+    BNGDRun
+        With batch shape (S, *B): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
+
+    Notes
+    -----
+    Axis 0 of the batch is the problem axis: ``lr``, ``lr_a``, ``a0`` and ``w0[..., :]``
+    are broadcast against (S, *B) by numpy's rules, trailing axes aligned, and axis 0 of the
+    result must be S. An array shared by all problems therefore needs a leading length-1
+    axis once it has any axes: M step sizes for every problem are ``lr[None, :]`` (batch
+    shape (S, M)), and one start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of
+    length S pairs step size s with problem s.
+
+    Raises
+    ------
+    TypeError
+        If ``problems`` is not a sequence of :class:`OLS` or an argument is not numeric.
+    ValueError
+        If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
+        0, ``w0`` is zero for some problem, or an argument is invalid as in :func:`bngd`.
+    """
+    return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
+
+
+def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
+    lr, steps, tol, blowup = _common(lr, steps, tol, record, blowup)
     lr_a = v.positive_array(lr_a, "lr_a")
     a0 = v.finite_array(a0, "a0")
-    d = problem.d
-    w0 = v.vector_batch(w0, "w0", d)
-    try:
-        B = np.broadcast_shapes(lr.shape, lr_a.shape, a0.shape, w0.shape[:-1])
-    except ValueError:
-        raise ValueError(f"shapes do not broadcast: lr {lr.shape}, lr_a {lr_a.shape}, "
-                         f"a0 {a0.shape}, w0 {w0.shape}") from None
-    H, g, c, u = problem.H, problem.g, problem.c, problem.u_star
-    if np.any(np.einsum("...i,...i->...", w0 @ H, w0) <= 0):
+    w0 = v.vector_batch(w0, "w0", data.d)
+    shapes = [lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]]
+    if data.S is None:
+        try:
+            B = np.broadcast_shapes(*shapes)
+        except ValueError:
+            raise ValueError(f"shapes do not broadcast: lr {lr.shape}, lr_a {lr_a.shape}, "
+                             f"a0 {a0.shape}, w0 {w0.shape}") from None
+        n2 = data.h_norm2(w0)
+    else:
+        B = _batch_shape(data, shapes, ["lr", "lr_a", "a0", "w0[..., 0]"])
+        n2 = data.h_norm2(np.broadcast_to(w0, B + (data.d,)))
+    if np.any(n2 <= 0):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
-    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float)
-    A = np.array(np.broadcast_to(a0, B), dtype=float)
-    eps = np.broadcast_to(lr, B)
-    eps_a = np.broadcast_to(lr_a, B)
-    alive = np.ones(B, dtype=bool)
-    ws, as_, losses, excesses, lr_effs, norms = [], [], [], [], [], []
-    limit = None
-    k = 0
-    with np.errstate(all="ignore"):
-        while True:
-            HW = W @ H
-            n2 = np.einsum("...i,...i->...", HW, W)
-            n = np.sqrt(n2)
-            wg = W @ g
-            s = A / n                       # u_k = s w_k
-            exc = 0.5 * np.einsum("...i,...i->...", s[..., None] * W - u, s[..., None] * HW - g)
-            loss = problem.min_loss + exc
-            if limit is None:
-                limit = blowup * np.maximum(loss, 0.5 * c)
-            ok = (np.isfinite(loss) & (loss <= limit) & np.isfinite(A) & (n2 > 0)
-                  & np.all(np.isfinite(W), -1))
-            alive &= ok
-            losses.append(np.where(alive, loss, np.inf))
-            excesses.append(np.where(alive, exc, np.inf))
-            lr_effs.append(np.where(alive, eps * A * A / n2, np.nan))
-            norms.append(np.where(alive, np.linalg.norm(W, axis=-1), np.nan))
-            if record == "all":
-                ws.append(np.where(alive[..., None], W, np.nan))
-                as_.append(np.where(alive, A, np.nan))
-            if k == steps or not alive.any():
-                length = steps + 1
-                break
-            if tol is not None and np.all(exc[alive] <= tol):
-                length = k + 1
-                break
-            dA = A - wg / n
-            dW = -s[..., None] * (g - (wg / n2)[..., None] * HW)
-            A = np.where(alive, A - eps_a * dA, A)
-            W = np.where(alive[..., None], W - eps[..., None] * dW, W)
-            k += 1
-    return BNGDRun(
-        w=_finish(ws, k, length) if record == "all" else None,
-        loss=_finish(losses, k, length),
-        excess=_finish(excesses, k, length),
-        diverged=_scalarise(~alive),
-        lr=_scalarise(eps.copy()),
-        w_final=np.where(alive[..., None], W, np.nan),
-        steps=steps,
-        a=_finish(as_, k, length) if record == "all" else None,
-        lr_eff=_finish(lr_effs, k, length),
-        w_norm=_finish(norms, k, length),
-        lr_a=_scalarise(eps_a.copy()),
-        a_final=np.where(alive, A, np.nan),
-    )
+    return _launch(True, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup)

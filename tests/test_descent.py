@@ -239,3 +239,170 @@ def test_public_api_names():
                  "kappa_star", "bngd_rate"):
         assert callable(getattr(bnlib.theory, name))
     assert callable(bnlib.bn.batchnorm_forward) and callable(bnlib.bn.batchnorm_backward)
+
+
+# ---------------------------------------------------------------- sweeps: accuracy, pruning, stacks
+def _mp_excess(problem, a, w, digits=40):
+    """J(a, w) − J* = ½ (u − u*)ᵀH(u − u*), u = a w/‖w‖_H, in mpmath at ``digits`` digits."""
+    import mpmath
+
+    with mpmath.workdps(digits):
+        H = mpmath.matrix(problem.H.tolist())
+        u_star = mpmath.matrix(problem.u_star.tolist())
+        w = mpmath.matrix(list(w))
+        n = mpmath.sqrt((w.T * H * w)[0])
+        e = mpmath.mpf(a) / n * w - u_star
+        return float((e.T * H * e)[0] / 2)
+
+
+def test_bngd_excess_is_accurate_near_the_minimum(problem, rng):
+    """Against 40-digit arithmetic: the error shrinks with the excess itself (about
+    1e-16 · sqrt(excess)) instead of stalling at the rounding error of J ≈ J*."""
+    w0 = rng.standard_normal(problem.d)
+    run = bngd(problem, 1.0, 5000, 0.5, w0, tol=1e-26)
+    assert run.excess[-1] <= 1e-26
+    ks = np.unique(np.geomspace(1, run.excess.shape[0] - 1, 30).astype(int))
+    ref = np.array([_mp_excess(problem, run.a[k], run.w[k]) for k in ks])
+    assert ref.min() < 1e-25 and ref.max() > 1e-2
+    assert np.all(np.abs(run.excess[ks] - ref) <= 1e-13 * np.sqrt(ref) + 1e-13 * ref)
+    big = ref > 1e-6
+    assert np.allclose(run.excess[ks][big], ref[big], rtol=1e-9)
+
+
+def test_gd_sweep_with_many_divergent_runs_equals_single_runs(problem, rng):
+    """Runs that diverge at different steps are dropped from the batch; the survivors and
+    every recorded row must be unaffected."""
+    w0 = rng.standard_normal(problem.d)
+    edge = 2 / problem.eigvals[-1]
+    lrs = edge * np.array([0.3, 1.02, 0.9, 1.05, 3.0, 1.2, 100.0, 0.99, 1.5, 1e4])
+    batch = gd(problem, lrs, 600, w0)
+    lean = gd(problem, lrs, 600, w0, record="loss")
+    assert list(batch.diverged) == [False, True, False, True, True, True, True, False, True, True]
+    k_dead = np.argmax(np.isinf(batch.loss), axis=0)
+    assert len(set(k_dead[batch.diverged])) >= 5          # dropped from the batch one by one
+    for m, lr in enumerate(lrs):
+        one = gd(problem, lr, 600, w0)
+        assert np.allclose(batch.loss[:, m], one.loss, rtol=1e-12)
+        assert np.allclose(batch.excess[:, m], one.excess, rtol=1e-12)
+        assert np.allclose(batch.w[:, m], one.w, rtol=1e-12, equal_nan=True)
+        assert np.allclose(batch.w_final[m], one.w_final, equal_nan=True)
+        assert np.allclose(lean.w_final[m], one.w_final, equal_nan=True)
+    for m in np.flatnonzero(batch.diverged):
+        assert np.isnan(batch.w[k_dead[m]:, m]).all() and np.isfinite(batch.w[: k_dead[m], m]).all()
+    assert np.array_equal(lean.loss, batch.loss) and np.array_equal(lean.excess, batch.excess)
+    assert np.array_equal(batch.steps_to(1e-3), [gd(problem, lr, 600, w0).steps_to(1e-3) for lr in lrs])
+
+
+def test_bngd_sweep_with_divergent_runs_equals_single_runs(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    lr_a = np.array([0.5, 2.5, 1.0, 3.0, 2.2, 1.9])     # ε_a ≥ 2 diverges
+    batch = bngd(problem, 0.2, 300, 0.3, w0, lr_a=lr_a)
+    lean = bngd(problem, 0.2, 300, 0.3, w0, lr_a=lr_a, record="loss")
+    assert list(batch.diverged) == [False, True, False, True, True, False]
+    for m, la in enumerate(lr_a):
+        one = bngd(problem, 0.2, 300, 0.3, w0, lr_a=la)
+        for name in ("loss", "excess", "lr_eff", "w_norm", "a", "w"):
+            assert np.allclose(getattr(batch, name)[:, m], getattr(one, name), rtol=1e-10,
+                               equal_nan=True), name
+        assert np.allclose(lean.a_final[m], one.a_final, equal_nan=True)
+    for name in ("loss", "excess", "lr_eff", "w_norm"):
+        assert np.array_equal(getattr(lean, name), getattr(batch, name), equal_nan=True)
+
+
+def _problems(d=5, S=3):
+    return [OLS.random(d, 30.0, seed=s, noise=0.2) for s in range(S)]
+
+
+def test_bngd_stack_matches_naive_loops(rng):
+    problems = _problems()
+    w0 = rng.standard_normal((3, 1, 5))                 # one start per problem
+    lrs = np.array([0.05, 1.0, 30.0, 1e3])
+    run = bnlib.bngd_stack(problems, lrs[None, :], 20, 0.4, w0, lr_a=0.7)
+    assert run.w.shape == (21, 3, 4, 5) and run.loss.shape == (21, 3, 4)
+    assert run.diverged.shape == (3, 4) and run.lr.shape == (3, 4) and run.a_final.shape == (3, 4)
+    for s, p in enumerate(problems):
+        for m, lr in enumerate(lrs):
+            a, w = naive_bngd(p.H, p.g, 0.4, w0[s, 0], lr, 0.7, 20)
+            assert np.allclose(run.a[:, s, m], a, rtol=1e-10, atol=1e-12)
+            assert np.allclose(run.w[:, s, m], w, rtol=1e-10, atol=1e-12)
+            assert np.allclose(run.loss[:, s, m], p.bn_loss(a, w), rtol=1e-10)
+            assert np.allclose(run.excess[:, s, m], p.bn_loss(a, w) - p.min_loss, rtol=1e-6, atol=1e-12)
+
+
+def test_gd_stack_closed_form(rng):
+    problems = _problems()
+    w0 = rng.standard_normal(5)                         # shared start
+    lrs = np.array([0.3, 1.0, 2.5]) / 30.0              # the last one diverges (λ_max = 30)
+    run = bnlib.gd_stack(problems, lrs[None, :], 40, w0)
+    assert run.loss.shape == (41, 3, 3) and run.w_final.shape == (3, 3, 5)
+    assert run.diverged[:, 2].all() and not run.diverged[:, :2].any()
+    for s, p in enumerate(problems):
+        for m, lr in enumerate(lrs[:2]):
+            M = np.eye(5) - lr * p.H
+            expect = p.u_star + np.linalg.matrix_power(M, 40) @ (w0 - p.u_star)
+            assert np.allclose(run.w_final[s, m], expect, atol=1e-12)
+            assert np.allclose(run.loss[:, s, m], p.loss(run.w[:, s, m]), rtol=1e-10)
+
+
+def test_stack_batch_shape_rules(rng):
+    problems = _problems()
+    w0 = rng.standard_normal(5)
+    assert bnlib.bngd_stack(problems, 1.0, 3, 1.0, w0).loss.shape == (4, 3)
+    paired = bnlib.bngd_stack(problems, np.array([0.1, 1.0, 10.0]), 3, 1.0, w0)   # lr s ↔ problem s
+    assert paired.loss.shape == (4, 3) and np.allclose(paired.lr, [0.1, 1.0, 10.0])
+    one = bngd(problems[1], 1.0, 3, 1.0, w0)
+    assert np.allclose(paired.loss[:, 1], one.loss, rtol=1e-12)
+    grid = bnlib.bngd_stack(problems, np.ones((1, 4, 2)), 3, 1.0, w0, lr_a=np.ones(2))
+    assert grid.loss.shape == (4, 3, 4, 2)
+    with pytest.raises(ValueError, match="problem axis"):
+        bnlib.bngd_stack(problems, np.ones(4), 3, 1.0, w0)
+    with pytest.raises(ValueError, match="problem axis"):
+        bnlib.gd_stack(problems[:1], np.ones(4), 3)     # S = 1 still needs lr[None, :]
+    assert bnlib.gd_stack(problems[:1], np.ones((1, 4)) * 0.01, 3).loss.shape == (4, 1, 4)
+
+
+def test_stack_divergence_and_tol(rng):
+    problems = _problems()
+    w0 = rng.standard_normal((3, 1, 5))
+    lr_a = np.array([[1.0], [2.5], [0.5]])              # problem 1's runs diverge
+    run = bnlib.bngd_stack(problems, np.array([[0.1, 10.0]]), 200, 1.0, w0, lr_a=lr_a,
+                           record="loss")
+    assert run.diverged.tolist() == [[False, False], [True, True], [False, False]]
+    assert np.isinf(run.loss[-1, 1]).all() and np.isnan(run.a_final[1]).all()
+    fast = bnlib.bngd_stack(problems, np.array([[0.1, 10.0]]), 100_000, 1.0, w0, tol=1e-8)
+    assert fast.loss.shape[0] < 100_001 and np.all(fast.excess[-1] <= 1e-8)
+    steps = fast.steps_to(1e-8)
+    assert steps.shape == (3, 2) and np.all(np.isfinite(steps))
+    for s, p in enumerate(problems):
+        assert steps[s, 1] == bngd(p, 10.0, 100_000, 1.0, w0[s, 0], tol=1e-8).steps_to(1e-8)
+
+
+@pytest.mark.parametrize(
+    "problems, kwargs, err, match",
+    [
+        ([], {}, ValueError, "at least one"),
+        ("abc", {}, TypeError, "problems\\[0\\] must be a bnlib.OLS"),
+        (3, {}, TypeError, "sequence"),
+        (None, {}, TypeError, "sequence"),
+        ([OLS.random(5, 2.0, seed=0), OLS.random(4, 2.0, seed=0)], {}, ValueError, "dimension"),
+        ([OLS.random(5, 2.0, seed=0), np.eye(5)], {}, TypeError, "problems\\[1\\]"),
+        ([OLS.random(5, 2.0, seed=0)], dict(lr=-1.0), ValueError, "lr must be > 0"),
+        ([OLS.random(5, 2.0, seed=0)], dict(w0=np.ones(4)), ValueError, "w0 must have shape"),
+        ([OLS.random(5, 2.0, seed=0)] * 2, dict(w0=np.array([np.ones(5), np.zeros(5)])),
+         ValueError, "w0 must be nonzero"),
+        ([OLS.random(5, 2.0, seed=0)], dict(record="w"), ValueError, "record"),
+    ],
+)
+def test_bngd_stack_bad_input(problems, kwargs, err, match):
+    args = dict(lr=0.1, steps=5, a0=1.0, w0=np.ones(5))
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        bnlib.bngd_stack(problems, **args)
+
+
+def test_stack_rejects_a_single_problem():
+    p = OLS.random(5, 2.0, seed=0)
+    with pytest.raises(TypeError, match="single problem use gd/bngd"):
+        bnlib.gd_stack(p, 0.1, 5)
+    with pytest.raises(ValueError, match="w0 must be finite"):
+        bnlib.gd_stack([p], 0.1, 5, w0=np.full(5, np.nan))
