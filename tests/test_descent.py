@@ -406,3 +406,33 @@ def test_stack_rejects_a_single_problem():
         bnlib.gd_stack(p, 0.1, 5)
     with pytest.raises(ValueError, match="w0 must be finite"):
         bnlib.gd_stack([p], 0.1, 5, w0=np.full(5, np.nan))
+
+
+def test_diagonal_problem_equals_rotated_dense_problem(rng):
+    """GD and BNGD commute with rotations: the run on (QΛQᵀ, Qg, Qw0) is Q times the run on
+    (Λ, g, w0). The diagonal problem takes the elementwise path, the rotated one the matrix
+    product, so this checks both against each other."""
+    d = 7
+    lam = np.linspace(1.0, 40.0, d)
+    u = rng.standard_normal(d)
+    diag = OLS(np.diag(lam), lam * u, u @ (lam * u) + 0.3)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    dense = OLS(Q @ np.diag(lam) @ Q.T, Q @ (lam * u), diag.c)
+    w0 = rng.standard_normal((3, d))
+    lrs = np.array([0.01, 1.0, 100.0])
+    a, b = bngd(diag, lrs, 60, 0.5, w0), bngd(dense, lrs, 60, 0.5, w0 @ Q.T)
+    assert np.allclose(a.excess, b.excess, rtol=1e-7, atol=1e-13)
+    assert np.allclose(a.w @ Q.T, b.w, rtol=1e-8, atol=1e-10)
+    assert np.allclose(a.lr_eff, b.lr_eff, rtol=1e-8)
+    for lr in lrs:                                    # the diagonal path against the naive loop
+        a_n, w_n = naive_bngd(diag.H, diag.g, 0.5, w0[0], lr, 1.0, 60)
+        assert np.allclose(bngd(diag, lr, 60, 0.5, w0[0]).w, w_n, rtol=1e-10, atol=1e-12)
+    lrs_gd = np.array([0.01, 0.049, 0.06])            # 2/λ_max = 0.05
+    ga, gb = gd(diag, lrs_gd, 80, w0), gd(dense, lrs_gd, 80, w0 @ Q.T)
+    assert np.allclose(ga.loss, gb.loss, rtol=1e-9) and list(ga.diverged) == [False, False, True]
+    stacked = bnlib.bngd_stack([diag, dense], lrs[None, :], 60, 0.5, w0[0])   # mixed: dense path
+    assert np.allclose(stacked.excess[:, 1], bngd(dense, lrs, 60, 0.5, w0[0]).excess,
+                       rtol=1e-10, atol=1e-14)
+    both_diag = bnlib.bngd_stack([diag, diag], lrs[None, :], 60, 0.5, w0[:2, None, :])
+    assert np.allclose(both_diag.excess[:, 1], bngd(diag, lrs, 60, 0.5, w0[1]).excess,
+                       rtol=1e-10, atol=1e-14)
