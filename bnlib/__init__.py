@@ -7,11 +7,12 @@ Public API (a contract: chapters and outside code call these names)
   :func:`gd_stack`, :func:`bngd_stack` — the same for several problems of equal dimension.
 - :mod:`bnlib.theory` — closed-form rates and step-size limits.
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
+- :mod:`bnlib.sweeps` — problems in H's eigenbasis and widths of step-size sets, for sweeps.
 """
 
-from . import bn, theory
+from . import bn, sweeps, theory
 from .descent import BNGDRun, GDRun, bngd, bngd_stack, gd, gd_stack
 from .ols import OLS
 
-__all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn"]
+__all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn", "sweeps"]
 __version__ = "0.1.0"

@@ -66,9 +66,20 @@ class GDRun:
     def steps_to(self, tol) -> np.ndarray:
         """First iteration k with ``excess[k] <= tol`` for each run; ``inf`` if never.
 
+        Parameters
+        ----------
+        tol : float or array_like
+            Tolerance(s) > 0; an array is broadcast against the batch shape B (e.g. a
+            relative tolerance ``1e-6 * ref[:, None]`` with one scale per problem of a stack).
+
         Returns
         -------
-        numpy.ndarray of float, shape B
+        numpy.ndarray of float, shape B (a float when B = () and ``tol`` is a scalar)
+
+        Raises
+        ------
+        ValueError
+            If ``tol`` is not > 0 and finite or does not broadcast against B.
         """
         return _steps_to(self.excess, tol)
 
@@ -98,7 +109,13 @@ class BNGDRun(GDRun):
 
 
 def _steps_to(excess, tol) -> np.ndarray:
-    tol = v.positive_scalar(tol, "tol")
+    tol = v.positive_array(tol, "tol")
+    try:
+        if np.broadcast_shapes(tol.shape, excess.shape[1:]) != excess.shape[1:]:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"tol of shape {tol.shape} does not broadcast against the batch "
+                         f"shape {excess.shape[1:]}") from None
     hit = excess <= tol
     first = np.where(np.any(hit, axis=0), np.argmax(hit, axis=0), np.inf)
     return first if first.ndim else float(first)

@@ -436,3 +436,22 @@ def test_diagonal_problem_equals_rotated_dense_problem(rng):
     both_diag = bnlib.bngd_stack([diag, diag], lrs[None, :], 60, 0.5, w0[:2, None, :])
     assert np.allclose(both_diag.excess[:, 1], bngd(diag, lrs, 60, 0.5, w0[1]).excess,
                        rtol=1e-10, atol=1e-14)
+
+
+def test_steps_to_with_an_array_of_tolerances(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    run = bngd(problem, np.array([0.1, 1.0, 10.0]), 400, 1.0, w0, record="loss")
+    tols = np.array([1e-3, 1e-6, 1e-9])
+    by_array = run.steps_to(tols)
+    for m, t in enumerate(tols):
+        hit = np.flatnonzero(run.excess[:, m] <= t)          # independent: first index by hand
+        assert by_array[m] == (hit[0] if hit.size else np.inf)
+    assert np.array_equal(run.steps_to(1e-6), run.steps_to(np.full(3, 1e-6)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        run.steps_to(np.ones(4) * 1e-3)
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        run.steps_to(np.array([1e-3, 0.0, 1e-3]))
+    single = bngd(problem, 1.0, 50, 1.0, w0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        single.steps_to(np.ones(2) * 1e-3)
+    assert isinstance(single.steps_to(1e-3), float)

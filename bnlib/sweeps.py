@@ -1,0 +1,110 @@
+"""Helpers for sweeps over step sizes, seeds and dimensions.
+
+- :func:`eigen_problem` builds an OLS problem directly in the eigenbasis of H (H diagonal),
+  with the spectrum given and a random u*. GD and BNGD commute with rotations
+  (w ↦ Qw, H ↦ QHQᵀ, g ↦ Qg), so a run on it has exactly the losses of the run on any
+  rotated copy, e.g. on :meth:`bnlib.OLS.random` with the same spectrum and u* law, while
+  costing O(d) instead of O(d²) per run and step in :mod:`bnlib.descent`.
+- :func:`log_width` measures a set of step sizes on a logarithmic grid in decades.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+from .ols import OLS
+
+__all__ = ["eigen_problem", "log_width"]
+
+
+def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
+    """An OLS problem with H = diag(eigvals) and a random solution u*.
+
+    ``u* = signal · z / sqrt(d)`` with ``z ~ N(0, I_d)`` from
+    ``numpy.random.default_rng(seed)``, so ``‖u*‖ ≈ signal``; ``g = H u*`` and
+    ``c = u*ᵀ H u* + noise`` (label-noise variance ``noise``, ``min_loss = noise / 2``).
+    With ``eigvals = np.logspace(0, log10(κ), d)`` and ``signal = 1`` this is the law of
+    :meth:`bnlib.OLS.random` written in H's eigenbasis (there u* is also isotropic).
+    ``signal = sqrt(d)`` gives every coordinate O(1) signal (‖u*‖² ≈ d).
+
+    Parameters
+    ----------
+    eigvals : array_like, shape (d,)
+        The spectrum of H, every entry > 0 (any order).
+    seed : int
+        Seed (≥ 0) of the draw of u*.
+    noise : float, optional
+        Label-noise variance σ² ≥ 0.
+    signal : float, optional
+        Scale of u*, > 0.
+
+    Returns
+    -------
+    OLS
+
+    Raises
+    ------
+    TypeError
+        If an argument is not numeric or ``seed`` is not an integer.
+    ValueError
+        If ``eigvals`` is not 1-D, empty, or has an entry ≤ 0 or not finite; if ``seed`` or
+        ``noise`` is negative; if ``signal`` is not > 0.
+    """
+    lam = v.positive_array(eigvals, "eigvals")
+    if lam.ndim != 1 or lam.size == 0:
+        raise ValueError(f"eigvals must be a non-empty 1-D array, got shape {lam.shape}")
+    seed = v.count(seed, "seed", minimum=0)
+    noise = float(v.finite_array(noise, "noise"))
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    signal = v.positive_scalar(signal, "signal")
+    d = lam.size
+    u = signal * np.random.default_rng(seed).standard_normal(d) / np.sqrt(d)
+    g = lam * u
+    return OLS(np.diag(lam), g, float(u @ g) + noise)
+
+
+def log_width(ok, lr, axis=-1):
+    """Width in decades of the step sizes on a logarithmic grid where ``ok`` holds.
+
+    The set {lr[i] : ok[i]} is measured as (number of grid points in it) × (grid spacing in
+    decades): for an interval of the grid that is log10(max/min) plus one spacing, and it
+    stays meaningful if the set has holes.
+
+    Parameters
+    ----------
+    ok : array_like of bool
+        Membership of each grid point, the grid running along ``axis``.
+    lr : array_like, shape (n,)
+        The grid: n ≥ 2 increasing step sizes > 0, equally spaced in log10 (relative
+        tolerance 1e-6 on the spacing).
+    axis : int
+        Axis of ``ok`` along the grid; ``ok.shape[axis]`` must be n.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Widths in decades, shape ``ok.shape`` without ``axis``.
+
+    Raises
+    ------
+    TypeError
+        If ``ok`` is not boolean.
+    ValueError
+        If ``lr`` is not a log-uniform increasing grid of ≥ 2 points > 0, or its length does
+        not match ``ok`` along ``axis``.
+    """
+    ok = np.asarray(ok)
+    if ok.dtype != bool:
+        raise TypeError(f"ok must be a boolean array, got dtype {ok.dtype}")
+    lr = v.positive_array(lr, "lr")
+    if lr.ndim != 1 or lr.size < 2:
+        raise ValueError(f"lr must be a 1-D grid of at least 2 step sizes, got shape {lr.shape}")
+    steps = np.diff(np.log10(lr))
+    if not (np.all(steps > 0) and np.allclose(steps, steps[0], rtol=1e-6, atol=0)):
+        raise ValueError("lr must be increasing and equally spaced in log10 (e.g. np.logspace)")
+    if ok.ndim == 0 or ok.shape[axis] != lr.size:
+        raise ValueError(f"ok must have {lr.size} entries along axis {axis}, got shape {ok.shape}")
+    width = np.count_nonzero(ok, axis=axis) * steps[0]
+    return float(width) if np.ndim(width) == 0 else width
