@@ -193,9 +193,11 @@ class _Data:
     def h_norm2(self, w):
         """wᵀ H w for w of shape (d,), (*B, d) (one problem) or (S, *B, d) (stacked)."""
         if self.S is None:
-            return np.vecdot(w @ self.H, w)
+            Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
+            return np.vecdot(Hw, w)
         ws = w.reshape(self.S, -1, self.d)
-        return np.vecdot(np.matmul(ws, self.H), ws).reshape(w.shape[:-1])
+        Hw = ws * self.hdiag if self.hdiag is not None else np.matmul(ws, self.H)
+        return np.vecdot(Hw, ws).reshape(w.shape[:-1])
 
 
 def _stack(problems):
@@ -616,7 +618,9 @@ def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
         n2 = data.h_norm2(w0)
     else:
         B = _batch_shape(data, shapes, ["lr", "lr_a", "a0", "w0[..., 0]"])
-        n2 = data.h_norm2(np.broadcast_to(w0, B + (data.d,)))
+        # only the problem axis needs broadcasting to check every start once
+        lead = np.broadcast_shapes(w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,))
+        n2 = data.h_norm2(np.broadcast_to(w0, lead))
     if np.any(n2 <= 0):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     return _launch(True, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup)
