@@ -1,13 +1,13 @@
 """Closed-form predictions for GD and BNGD on OLS.
 
 GD on J0 contracts the error e_k = w_k − u* as e_{k+1} = (I − εH) e_k, so it converges from
-every start iff 0 < ε < 2/λ_max, with per-step contraction ρ_GD(ε) = max_i |1 − ελ_i| in the
+every start iff 0 < ε < 2/λ_max, with per-step contraction ``ρ_GD(ε) = max_i |1 − ελ_i|`` in the
 H-norm, best at ε_opt = 2/(λ_max + λ_min) where ρ = (κ − 1)/(κ + 1).
 
 Linearising BNGD at a minimiser (a*, w* = s u*) gives a block-diagonal Jacobian with a-block
 1 − ε_a and w-block I − ε̂ H*, where H* = H − H u* u*ᵀ H / (u*ᵀ H u*) is the *effective
 Hessian* and ε̂ = ε a*² / ‖w*‖²_H the effective step. Its local rate is
-ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|) over the d − 1 nonzero eigenvalues λ*_i of H*.
+``ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)`` over the d − 1 nonzero eigenvalues λ*_i of H*.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def gd_lr_opt(H) -> float:
 
 
 def gd_rate(H, lr):
-    """Per-step contraction of GD's error in the H-norm, ρ_GD(ε) = max_i |1 − ε λ_i|.
+    """Per-step contraction of GD's error in the H-norm, ``ρ_GD(ε) = max_i |1 − ε λ_i|``.
 
     Parameters
     ----------
@@ -114,7 +114,7 @@ def kappa_star(H, u_star) -> float:
 
 
 def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
-    """Local rate of BNGD at a minimiser: max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|).
+    """Local rate of BNGD at a minimiser, ``max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)``.
 
     Parameters
     ----------
