@@ -10,7 +10,7 @@ from bnlib import OLS, bngd, gd, rates, theory
 
 def test_geometric_sequences_batched():
     rho = np.array([0.1, 0.5, 0.9, 0.99])
-    k = np.arange(400)[:, None]
+    k = np.arange(2000)[:, None]
     h = 2.5 * rho ** (2 * k)                        # an excess: error^2
     est = rates.contraction(h, power=2, rel_floor=1e-300)
     assert est.rate.shape == (4,)
@@ -48,6 +48,28 @@ def test_transient_then_asymptotic():
     assert np.isclose(est.rate, 0.95, rtol=1e-9) and est.steady
 
 
+def test_slow_mixture_is_not_steady():
+    """Many slow modes: the tail slope drifts too slowly for the halves to disagree, but the
+    history has hardly decayed, so the run is not called asymptotic."""
+    k = np.arange(3000.0)[:, None]
+    h = np.sum(0.9999 ** (k * np.linspace(1, 20, 10)), axis=1)
+    est = rates.contraction(h)
+    assert not est.steady and est.rate < 0.9999 - 1e-5      # the mixture looks faster than it is
+    k = np.arange(150_000.0)[:, None]                       # run long enough: the slowest mode rules
+    h = np.sum(0.9999 ** (k * np.linspace(1, 20, 10)), axis=1)
+    est = rates.contraction(h)
+    assert est.steady and np.isclose(est.rate, 0.9999, rtol=1e-9)
+
+
+def test_too_little_decay_is_not_steady():
+    """An exactly geometric but very slow history: the rate is right, but with a tail that
+    fell by only 1.5 % the run is not called asymptotic unless min_decay allows it."""
+    h = 0.99999 ** np.arange(3000.0)
+    est = rates.contraction(h)
+    assert np.isclose(est.rate, 0.99999, rtol=1e-12) and not est.steady
+    assert rates.contraction(h, min_decay=1.0).steady
+
+
 def test_changing_rate_is_not_steady():
     k = np.arange(200.0)
     h = np.where(k < 150, 0.9**k, 0.9**150 * 0.5 ** (k - 150))
@@ -64,6 +86,13 @@ def test_diverged_history_uses_finite_prefix():
     assert est.points == 15                          # half of the 30 finite entries
     nan = rates.contraction(np.array([1.0, np.nan, np.nan]))
     assert nan.diverged and np.isnan(nan.rate)
+
+
+def test_negative_rounding_noise_ends_the_history():
+    h = 0.5 ** np.arange(40.0)
+    h[30:] = -1e-32 * (1 + np.arange(10) % 2)        # an excess that rounded below zero
+    est = rates.contraction(h, rel_floor=1e-300)
+    assert np.isclose(est.rate, 0.5, rtol=1e-12) and est.steady and est.points == 15
 
 
 def test_degenerate_histories():
@@ -104,7 +133,7 @@ def test_bngd_run_agrees_with_local_theory():
     [
         ({"history": 1.0}, ValueError, "history must have shape"),
         ({"history": [1.0]}, ValueError, "history must have shape"),
-        ({"history": [1.0, -0.5]}, ValueError, "history must be nonnegative"),
+        ({"history": [-1.0, 0.5]}, ValueError, "history must start nonnegative"),
         ({"history": "abc"}, TypeError, "history"),
         ({"history": [1.0, 0.5], "power": 0}, ValueError, "power"),
         ({"history": [1.0, 0.5], "floor": -1.0}, ValueError, "floor"),
@@ -114,6 +143,7 @@ def test_bngd_run_agrees_with_local_theory():
         ({"history": [1.0, 0.5], "min_points": 2}, ValueError, "min_points"),
         ({"history": [1.0, 0.5], "min_points": 5.0}, TypeError, "min_points"),
         ({"history": [1.0, 0.5], "rtol": 0.0}, ValueError, "rtol"),
+        ({"history": [1.0, 0.5], "min_decay": 0.5}, ValueError, "min_decay"),
     ],
 )
 def test_bad_input(kwargs, exc, match):
