@@ -130,7 +130,7 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Step size(s) ε > 0; an array of shape B runs one GD per entry, all at once.
     steps : int
@@ -213,7 +213,7 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Weight step(s) ε > 0; an array runs one BNGD per entry, all at once.
     steps : int

@@ -6,7 +6,7 @@ BNGD is the forward-Euler discretisation, with step ε, of the gradient flow
 
 (ρ_a = ε_a/ε matches BNGD's two step sizes; ρ_a = 1 is the plain flow). Because
 wᵀ∇_w J = 0, the flow keeps ‖w‖ exactly constant, while every discrete step increases it.
-:func:`bn_flow` integrates the flow from many starts at once so that the two can be compared.
+:func:`~bnlib.flow.bn_flow` integrates the flow from many starts at once so that the two can be compared.
 """
 
 from __future__ import annotations
@@ -23,21 +23,21 @@ __all__ = ["FlowRun", "bn_flow"]
 
 @dataclass(frozen=True)
 class FlowRun:
-    """The result of :func:`bn_flow`.
+    """The result of :func:`~bnlib.flow.bn_flow`.
 
     Attributes
     ----------
     t : numpy.ndarray, shape (n+1,)
         Times 0, h, 2h, …, T of the recorded states (h = T/n).
-    a : numpy.ndarray, shape (n+1, *B)
+    a : numpy.ndarray, shape (n+1, B...)
         The scale a(t); ``nan`` from the step at which a run diverged.
-    w : numpy.ndarray, shape (n+1, *B, d)
+    w : numpy.ndarray, shape (n+1, B..., d)
         The weights w(t); ``nan`` after divergence.
-    loss : numpy.ndarray, shape (n+1, *B)
+    loss : numpy.ndarray, shape (n+1, B...)
         J(a(t), w(t)); ``inf`` after divergence.
-    excess : numpy.ndarray, shape (n+1, *B)
+    excess : numpy.ndarray, shape (n+1, B...)
         J − J*, computed as ½ (u − u*)ᵀ(H u − g) with u = a w/‖w‖_H (accurate near 0).
-    w_norm : numpy.ndarray, shape (n+1, *B)
+    w_norm : numpy.ndarray, shape (n+1, B...)
         Euclidean norm ‖w(t)‖, constant along the exact flow.
     diverged : bool or numpy.ndarray of bool, shape B
         True for runs whose state stopped being finite or whose loss exceeded ``blowup``
@@ -78,10 +78,10 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     a0 : float or array_like
         Initial scale(s), broadcast with ``w0.shape[:-1]`` and ``rate_a``.
-    w0 : array_like, shape (d,) or (*B, d)
+    w0 : array_like, shape (d,) or (B..., d)
         Initial weights; nonzero.
     t_end : float
         Final time T > 0.
@@ -101,7 +101,7 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
     Raises
     ------
     TypeError
-        If ``problem`` is not an :class:`OLS` or an argument is not numeric.
+        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``t_end`` or ``rate_a`` is not positive and finite, ``steps < 1``, ``blowup <= 1``,
         ``a0`` is not finite, ``w0`` has the wrong shape, is not finite or is zero, or shapes

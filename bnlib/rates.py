@@ -2,7 +2,7 @@
 
 A linearly convergent run has an error that eventually shrinks by a constant factor ρ per
 step, so a history h_k that behaves like (error_k)^p (p = 2 for a loss excess J − J*, which
-is quadratic in the error) satisfies h_{k+1}/h_k → ρ^p. :func:`contraction` estimates ρ from
+is quadratic in the error) satisfies h_{k+1}/h_k → ρ^p. :func:`~bnlib.rates.contraction` estimates ρ from
 the tail of the history by a least-squares fit of log h_k against k, and says whether the
 tail is *steady* (the run is in its asymptotic regime) by comparing the fits on the two
 halves of the tail.
@@ -36,7 +36,7 @@ __all__ = ["Contraction", "contraction"]
 
 @dataclass(frozen=True)
 class Contraction:
-    """The result of :func:`contraction`; every field has the batch shape B of the history.
+    """The result of :func:`~bnlib.rates.contraction`; every field has the batch shape B of the history.
 
     Attributes
     ----------
@@ -79,9 +79,9 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
 
     Parameters
     ----------
-    history : array_like, shape (K+1, *B)
+    history : array_like, shape (K+1, B...)
         Nonnegative values h_0, …, h_K per run along axis 0, e.g. ``run.excess`` of
-        :func:`bnlib.gd` or :func:`bnlib.bngd` (``inf`` or ``nan`` marks divergence). Entries
+        :func:`~bnlib.descent.gd` or :func:`~bnlib.descent.bngd` (``inf`` or ``nan`` marks divergence). Entries
         at or below the floor, including the tiny negative values that rounding can give an
         excess near 0, end the usable part of the history.
     power : float, optional

@@ -93,7 +93,7 @@ def kappa(H):
 
     Parameters
     ----------
-    H : array_like, shape (d, d) or (*S, d, d)
+    H : array_like, shape (d, d) or (S..., d, d)
         One SPD matrix or a stack of them.
 
     Returns
@@ -119,14 +119,14 @@ def effective_hessian(H, u_star) -> np.ndarray:
 
     Parameters
     ----------
-    H : array_like, shape (d, d) or (*S, d, d)
+    H : array_like, shape (d, d) or (S..., d, d)
         One SPD matrix or a stack of them.
-    u_star : array_like, shape (d,) or (*S, d)
+    u_star : array_like, shape (d,) or (S..., d)
         The OLS solution(s), one per matrix; nonzero.
 
     Returns
     -------
-    numpy.ndarray, shape (d, d) or (*S, d, d)
+    numpy.ndarray, shape (d, d) or (S..., d, d)
 
     Raises
     ------
@@ -147,7 +147,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray, shape (d − 1,) or (*S, d − 1) for stacks as in :func:`effective_hessian`
+    numpy.ndarray, shape (d − 1,) or (S..., d − 1) for stacks as in :func:`effective_hessian`
     """
     return np.linalg.eigvalsh(effective_hessian(H, u_star))[..., 1:]
 
