@@ -81,7 +81,8 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     ----------
     history : array_like, shape (K+1, B...)
         Nonnegative values h_0, …, h_K per run along axis 0, e.g. ``run.excess`` of
-        :func:`~bnlib.descent.gd` or :func:`~bnlib.descent.bngd` (``inf`` or ``nan`` marks divergence). Entries
+        :func:`~bnlib.descent.gd` or :func:`~bnlib.descent.bngd` (``inf`` or ``nan`` marks
+        divergence). Entries
         at or below the floor, including the tiny negative values that rounding can give an
         excess near 0, end the usable part of the history.
     power : float, optional
