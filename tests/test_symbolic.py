@@ -1,0 +1,59 @@
+"""Symbolic moment expectations against exact averages over a centred data set."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from bnlib import OLS
+from bnlib.symbolic import expect_quadratic, moment_symbols, symmetric_matrix, vector
+
+
+def centred(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
+    X -= X.mean(axis=0)
+    y = X @ rng.standard_normal(d) + rng.standard_normal(n)
+    return X, y
+
+
+def test_expectation_equals_data_average():
+    """On the empirical distribution of centred data the moments are exact, so E[expr] must
+    equal the plain average of expr over the data."""
+    d = 3
+    x, y, H, g, c = moment_symbols(d)
+    a, b = sp.symbols("a b", real=True)
+    expr = (y - a * x[0] + b * x[2]) ** 2 / 2 + 3 * x[1] * y - x[0] * x[1] + 7 + b * x[2]
+    E = expect_quadratic(expr, x, y, H, g, c)
+    X, Y = centred(500, d, 0)
+    p = OLS.from_samples(X, Y)
+    subs = {a: 0.7, b: -1.3, c: p.c}
+    subs.update({H[i, j]: p.H[i, j] for i in range(d) for j in range(d)})
+    subs.update({g[i]: p.g[i] for i in range(d)})
+    direct = np.mean(sp.lambdify((x, y, a, b), expr, "numpy")(X.T, Y, 0.7, -1.3))
+    assert np.isclose(float(E.subs(subs)), direct, rtol=1e-12)
+
+
+def test_ols_loss_closed_form():
+    x, y, H, g, c = moment_symbols(2)
+    w = vector("w", 2)
+    J0 = expect_quadratic((y - (x.T * w)[0]) ** 2 / 2, x, y, H, g, c)
+    assert sp.expand(J0 - (c - 2 * (w.T * g)[0] + (w.T * H * w)[0]) / 2) == 0
+
+
+def test_symmetric_matrix():
+    S = symmetric_matrix("S", 3)
+    assert S == S.T and len(S.free_symbols) == 6
+
+
+def test_bad_input():
+    x, y, H, g, c = moment_symbols(2)
+    with pytest.raises(ValueError, match="degree 3"):
+        expect_quadratic(x[0] ** 2 * y, x, y, H, g, c)
+    with pytest.raises(ValueError, match="linear in y"):
+        expect_quadratic(y + 1, x, y, H, g, c)
+    with pytest.raises(ValueError, match="must be 2x2"):
+        expect_quadratic(x[0] ** 2, x, y, symmetric_matrix("H", 3), g, c)
+    with pytest.raises(ValueError, match="d must be"):
+        symmetric_matrix("H", 0)
+    with pytest.raises(TypeError, match="name"):
+        vector("", 2)
