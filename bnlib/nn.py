@@ -24,6 +24,7 @@ Conventions
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -448,7 +449,7 @@ def _batch_order(seed, n, batch_size, epochs):
 
 
 def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weight_scale=1.0,
-        keep_params=False, blowup=1e30, max_chunk_bytes=2**21):
+        keep_params=False, blowup=1e30, max_chunk_bytes=2**21, workers=2):
     """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
 
     For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
@@ -483,6 +484,9 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     max_chunk_bytes : int
         Models are trained in independent chunks whose largest activation array stays
         below this size (small chunks stay in cache); results do not depend on it.
+    workers : int
+        Threads that train chunks in parallel (numpy releases the GIL in its array
+        operations); ≥ 1. Chunks are independent, so results do not depend on it.
 
     Returns
     -------
@@ -491,7 +495,8 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     Notes
     -----
     BLAS runs single-threaded inside this function: the matrix products are small, and
-    threaded BLAS on them was 5–10 times slower on a busy 2-core machine.
+    threaded BLAS on them was 5–10 times slower on a busy 2-core machine. Parallelism comes
+    from ``workers`` threads over independent chunks of models instead.
 
     Raises
     ------
@@ -532,13 +537,14 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
         raise ValueError(f"blowup must be > 1, got {blowup}")
     weight_scale = v.positive_scalar(weight_scale, "weight_scale")
     max_chunk_bytes = v.count(max_chunk_bytes, "max_chunk_bytes", minimum=1)
+    workers = v.count(workers, "workers", minimum=1)
     with threadpool_limits(limits=1, user_api="blas"):
         return _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds,
-                    weight_scale, keep_params, blowup, max_chunk_bytes)
+                    weight_scale, keep_params, blowup, max_chunk_bytes, workers)
 
 
 def _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
-         keep_params, blowup, max_chunk_bytes):
+         keep_params, blowup, max_chunk_bytes, workers):
 
     S, nL = len(seeds), int(np.prod(L, dtype=int))
     eps_w = np.broadcast_to(lr, L).reshape(-1)
@@ -552,56 +558,66 @@ def _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds, we
     res = {k: np.full(out_shape, np.inf if "loss" in k else np.nan)
            for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     diverged = np.zeros(out_shape, dtype=bool)
-    kept = {} if keep_params else None
     names = net.param_names()
     slow = set(net.bn_param_names())
-    for si, seed in enumerate(seeds):
-        base = net.init(seed, weight_scale=weight_scale)
-        for start in range(0, nL, chunk):
-            idx = np.arange(start, min(nL, start + chunk))
-            params = {k: np.broadcast_to(p, (len(idx),) + p.shape).copy() for k, p in base.items()}
-            steps = {k: (eps_a if k in slow else eps_w)[idx][:, None, None] for k in names}
-            alive = np.ones(len(idx), dtype=bool)
-            act = np.arange(len(idx))       # positions (in idx) of the models still training
-            final = {k: p.copy() for k, p in params.items()}
-            for k_step in range(K):
-                rows = order[si, k_step]
-                loss, grads, stats = net._train_pass(params, Xtr[rows], ytr[rows])
-                batch_loss[k_step, si, idx[act]] = loss
-                with np.errstate(over="ignore", invalid="ignore"):
-                    new = {k: params[k] - steps[k] * grads[k] for k in names}
-                    if net.bn:  # the first batch's statistics start the averages
-                        m, B = (net.momentum if k_step else 0.0), batch_size
-                        for layer, (mu, var) in enumerate(stats):
-                            new[f"mean{layer}"] = m * params[f"mean{layer}"] + (1 - m) * mu
-                            new[f"var{layer}"] = m * params[f"var{layer}"] + (1 - m) * var * B / (B - 1)
-                    ok = np.isfinite(loss)
-                    for p in new.values():
-                        ok &= np.all(np.abs(p) <= blowup, axis=(-2, -1))
-                if not ok.all():
-                    bad = act[~ok]
-                    alive[bad] = False
-                    for k in final:
-                        final[k][bad] = params[k][~ok]
-                    batch_loss[k_step + 1:, si, idx[bad]] = np.inf
-                    act = act[ok]
-                    new = {k: p[ok] for k, p in new.items()}
-                    steps = {k: s[ok] for k, s in steps.items()}
-                params = new
-                if act.size == 0:
-                    break
-            for k in final:
-                final[k][act] = params[k]
-            if act.size:
-                live = {k: p[act] for k, p in final.items()}
-                for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
-                    loss_, acc_ = _evaluate_chunked(net, live, X_, y_, max_chunk_bytes)
-                    res[f"{name}_loss"][si, idx[act]] = loss_
-                    res[f"{name}_acc"][si, idx[act]] = acc_
-            diverged[si, idx] = ~alive
-            if keep_params:
-                for k, p in final.items():
-                    kept.setdefault(k, np.empty((S, nL) + p.shape[1:]))[si, idx] = p
+    bases = [net.init(seed, weight_scale=weight_scale) for seed in seeds]
+    kept = ({k: np.empty((S, nL) + p.shape) for k, p in bases[0].items()} if keep_params else None)
+
+    def train_chunk(si, idx):
+        """Train models ``idx`` of seed ``si``; writes only their own result entries."""
+        params = {k: np.broadcast_to(p, (len(idx),) + p.shape).copy() for k, p in bases[si].items()}
+        steps = {k: (eps_a if k in slow else eps_w)[idx][:, None, None] for k in names}
+        alive = np.ones(len(idx), dtype=bool)
+        act = np.arange(len(idx))       # positions (in idx) of the models still training
+        final = {k: p.copy() for k, p in params.items()}
+        for k_step in range(K):
+            rows = order[si, k_step]
+            loss, grads, stats = net._train_pass(params, Xtr[rows], ytr[rows])
+            batch_loss[k_step, si, idx[act]] = loss
+            with np.errstate(over="ignore", invalid="ignore"):
+                new = {k: params[k] - steps[k] * grads[k] for k in names}
+                if net.bn:  # the first batch's statistics start the averages
+                    m, B = (net.momentum if k_step else 0.0), batch_size
+                    for layer, (mu, var) in enumerate(stats):
+                        new[f"mean{layer}"] = m * params[f"mean{layer}"] + (1 - m) * mu
+                        new[f"var{layer}"] = m * params[f"var{layer}"] + (1 - m) * var * B / (B - 1)
+                ok = np.isfinite(loss)
+                for p in new.values():
+                    ok &= np.all(np.abs(p) <= blowup, axis=(-2, -1))
+            if not ok.all():
+                bad = act[~ok]
+                alive[bad] = False
+                for k in final:
+                    final[k][bad] = params[k][~ok]
+                batch_loss[k_step + 1:, si, idx[bad]] = np.inf
+                act = act[ok]
+                new = {k: p[ok] for k, p in new.items()}
+                steps = {k: s[ok] for k, s in steps.items()}
+            params = new
+            if act.size == 0:
+                break
+        for k in final:
+            final[k][act] = params[k]
+        if act.size:
+            live = {k: p[act] for k, p in final.items()}
+            for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
+                loss_, acc_ = _evaluate_chunked(net, live, X_, y_, max_chunk_bytes)
+                res[f"{name}_loss"][si, idx[act]] = loss_
+                res[f"{name}_acc"][si, idx[act]] = acc_
+        diverged[si, idx] = ~alive
+        if keep_params:
+            for k, p in final.items():
+                kept[k][si, idx] = p
+
+    tasks = [(si, np.arange(start, min(nL, start + chunk)))
+             for si in range(S) for start in range(0, nL, chunk)]
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            train_chunk(*task)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(train_chunk, *task) for task in tasks]:
+                future.result()
     shape = (S,) + L
     return SGDRun(
         lr=np.broadcast_to(lr, L).copy(),

@@ -207,13 +207,17 @@ def test_sgd_steps_by_hand(rng):
     assert run.batch_loss.shape == (2, 1) and run.lr_a == lr_a
 
 
-def test_sgd_grid_equals_separate_runs_and_chunks_do_not_matter(rng):
+def test_sgd_grid_equals_separate_runs_and_chunks_and_threads_do_not_matter(rng):
     data = tiny_data(rng, n=90)
     net = MLP((5, 8, 3), bn=True, loss="quadratic")
     lr = np.array([0.1, 3.0, 100.0])
     lr_a = np.array([[1.0], [0.1]])
     grid = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7))
     small = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1)
+    serial = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1,
+                 workers=1)
+    assert np.array_equal(small.test_loss, serial.test_loss)
+    assert np.array_equal(small.batch_loss, serial.batch_loss)
     assert grid.test_acc.shape == (2, 2, 3) and grid.batch_loss.shape == (6, 2, 2, 3)
     assert np.array_equal(grid.batch_loss, small.batch_loss)
     for s, seed in enumerate((0, 7)):
@@ -283,6 +287,7 @@ def test_divergence_is_flagged_without_warnings(rng):
     (lambda n, d: sgd(n, d, 0.1, seeds=()), ValueError),
     (lambda n, d: sgd(n, d, 0.1, seeds=(-1,)), ValueError),
     (lambda n, d: sgd(n, d, 0.1, blowup=1.0), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, workers=0), ValueError),
     (lambda n, d: sgd(n, d, 0.1, epochs=1.5), TypeError),
     (lambda n, d: sgd("net", d, 0.1), TypeError),
     (lambda n, d: sgd(n, (1, 2), 0.1), TypeError),
