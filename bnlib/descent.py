@@ -26,21 +26,21 @@ _RECORDS = ("all", "loss")
 
 @dataclass(frozen=True)
 class GDRun:
-    """The result of :func:`gd`.
+    """The result of :func:`~bnlib.descent.gd`.
 
     Attributes
     ----------
     w : numpy.ndarray or None
-        Iterates, shape (K+1, *B, d), where K is the number of steps taken; ``None`` when
+        Iterates, shape (K+1, B..., d), where K is the number of steps taken; ``None`` when
         called with ``record="loss"``.
-    loss : numpy.ndarray, shape (K+1, *B)
+    loss : numpy.ndarray, shape (K+1, B...)
         J0(w_k); ``inf`` from the step at which a run diverged.
-    excess : numpy.ndarray, shape (K+1, *B)
+    excess : numpy.ndarray, shape (K+1, B...)
         J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
         below the rounding error of ``loss`` itself.
     diverged : bool or numpy.ndarray of bool, shape B
     lr : float or numpy.ndarray, shape B
-    w_final : numpy.ndarray, shape (*B, d)
+    w_final : numpy.ndarray, shape (B..., d)
         The last iterate (``nan`` for diverged runs).
     steps : int
         Steps requested; ``loss.shape[0] - 1`` may be smaller when ``tol`` stopped early.
@@ -66,16 +66,17 @@ class GDRun:
 
 @dataclass(frozen=True)
 class BNGDRun(GDRun):
-    """The result of :func:`bngd`: the fields of :class:`GDRun` (with ``loss`` = J(a_k, w_k)
-    and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g), u_k = a_k w_k/‖w_k‖_H), plus
+    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
+    (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
+    u_k = a_k w_k/‖w_k‖_H), plus
 
     Attributes
     ----------
-    a : numpy.ndarray or None, shape (K+1, *B)
+    a : numpy.ndarray or None, shape (K+1, B...)
         The BN scale a_k; ``None`` with ``record="loss"``.
-    lr_eff : numpy.ndarray, shape (K+1, *B)
+    lr_eff : numpy.ndarray, shape (K+1, B...)
         The effective step ε a_k² / ‖w_k‖²_H.
-    w_norm : numpy.ndarray, shape (K+1, *B)
+    w_norm : numpy.ndarray, shape (K+1, B...)
         The Euclidean norm ‖w_k‖.
     lr_a : float or numpy.ndarray, shape B
     a_final : numpy.ndarray, shape B
@@ -129,12 +130,12 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Step size(s) ε > 0; an array of shape B runs one GD per entry, all at once.
     steps : int
         Number of steps K ≥ 0.
-    w0 : array_like, shape (d,) or (*B, d), optional
+    w0 : array_like, shape (d,) or (B..., d), optional
         Start; zeros by default.
     tol : float, optional
         If given, stop as soon as every run has ``excess <= tol`` or has diverged.
@@ -151,7 +152,7 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
     Raises
     ------
     TypeError
-        If ``problem`` is not an :class:`OLS` or an argument is not numeric.
+        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``lr <= 0`` or not finite, ``steps < 0``, ``w0`` has the wrong shape or is not
         finite, ``tol <= 0``, or ``record`` is unknown.
@@ -212,19 +213,19 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Weight step(s) ε > 0; an array runs one BNGD per entry, all at once.
     steps : int
         Number of steps K ≥ 0.
     a0 : float or array_like
         Start of the scale a (broadcast with the batch shape).
-    w0 : array_like, shape (d,) or (*B, d)
+    w0 : array_like, shape (d,) or (B..., d)
         Start of the weights; must be nonzero (‖w0‖_H > 0).
     lr_a : float or array_like
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
-        As in :func:`gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
+        As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
 
     Returns
     -------
@@ -233,7 +234,7 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     Raises
     ------
     TypeError
-        If ``problem`` is not an :class:`OLS` or an argument is not numeric.
+        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
         ``w0`` has the wrong shape, is not finite or is zero, or shapes do not broadcast.
