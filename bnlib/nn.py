@@ -12,12 +12,12 @@ advance in lockstep, so a grid of 30 step sizes costs one batched run, not 30.
 Conventions
 -----------
 - ``sizes = (d_in, h_1, ..., h_L, n_classes)``; layer l maps ``sizes[l]`` to ``sizes[l+1]``.
-- Parameters are a dict of arrays: ``"W{l}"`` of shape (*P, sizes[l], sizes[l+1]); without
-  BN a bias ``"b{l}"`` of shape (*P, 1, sizes[l+1]); with BN ``"gamma{l}"``, ``"beta{l}"`` and
-  the running averages ``"mean{l}"``, ``"var{l}"`` of shape (*P, 1, sizes[l+1]) instead
+- Parameters are a dict of arrays: ``"W{l}"`` of shape (P..., sizes[l], sizes[l+1]); without
+  BN a bias ``"b{l}"`` of shape (P..., 1, sizes[l+1]); with BN ``"gamma{l}"``, ``"beta{l}"`` and
+  the running averages ``"mean{l}"``, ``"var{l}"`` of shape (P..., 1, sizes[l+1]) instead
   (a bias in front of BN would be removed by the centring, so it is left out).
-- A mini-batch ``X`` has shape (B, d_in) (shared by all models) or (*Q, B, d_in) with Q
-  broadcasting to P; labels ``y`` are integers in [0, n_classes), shape (B,) or (*Q, B).
+- A mini-batch ``X`` has shape (B, d_in) (shared by all models) or (Q..., B, d_in) with Q
+  broadcasting to P; labels ``y`` are integers in [0, n_classes), shape (B,) or (Q..., B).
 - Losses: ``"cross_entropy"`` (mean over the batch of −log softmax) and ``"quadratic"``,
   mean over the batch *and* the classes of (onehot − softmax)², the loss of the paper's code.
 """
@@ -45,10 +45,11 @@ class Digits:
 
     Attributes
     ----------
-    X_train, X_test : numpy.ndarray, shapes (n_train, 64), (n_test, 64)
-        8×8 images flattened row by row, pixel values divided by 16 so they lie in [0, 1].
-    y_train, y_test : numpy.ndarray of int, shapes (n_train,), (n_test,)
-        Digit labels 0–9.
+    X_train, X_test : numpy.ndarray
+        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixel values
+        divided by 16 so they lie in [0, 1].
+    y_train, y_test : numpy.ndarray of int
+        Shapes (n_train,) and (n_test,): digit labels 0–9.
     seed : int
     test_fraction : float
     """
@@ -130,7 +131,7 @@ class MLP:
     momentum : float
         Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
         [0, 1). The batch variance enters unbiased, B/(B − 1) times the biased one. In
-        :func:`sgd` the first mini-batch's statistics start the averages (so they carry no
+        :func:`~bnlib.nn.sgd` the first mini-batch's statistics start the averages (so they carry no
         trace of the initial values and scale with the weights).
 
     Raises
@@ -329,8 +330,8 @@ class MLP:
         Parameters
         ----------
         params : dict of numpy.ndarray
-            As from :meth:`init`, model shape P.
-        X : array_like, shape (B, d_in) or (*Q, B, d_in), Q broadcasting to P
+            As from :meth:`~bnlib.nn.MLP.init`, model shape P.
+        X : array_like, shape (B, d_in) or (Q..., B, d_in), Q broadcasting to P
         y : array_like of int, shape X.shape[:-1]
 
         Returns
@@ -352,12 +353,12 @@ class MLP:
         return loss, grads
 
     def predict_logits(self, params, X):
-        """Evaluation-mode logits (BN with the running averages), shape (*P, n, n_classes).
+        """Evaluation-mode logits (BN with the running averages), shape (P..., n, n_classes).
 
         Raises
         ------
         TypeError, ValueError
-            As :meth:`loss_and_grad`.
+            As :meth:`~bnlib.nn.MLP.loss_and_grad`.
         """
         params, P = self._check_params(params)
         X, _ = self._check_data(X, np.zeros(np.shape(X)[:-1], dtype=int), P)
@@ -402,25 +403,25 @@ class MLP:
 # --------------------------------------------------------------------------------- SGD
 @dataclass(frozen=True)
 class SGDRun:
-    """The result of :func:`sgd`. Model shape ``(S, *L)``: S seeds, L the broadcast shape of
+    """The result of :func:`~bnlib.nn.sgd`. Model shape ``(S, L...)``: S seeds, L the broadcast shape of
     ``lr`` and ``lr_a``.
 
     Attributes
     ----------
-    lr, lr_a : numpy.ndarray, shape L
-        Steps ε (weights, biases) and ε_a (BN's γ, β; ``nan`` without BN).
+    lr, lr_a : numpy.ndarray
+        Steps ε (weights, biases) and ε_a (BN's γ, β; ``nan`` without BN), shape L.
     seeds : tuple of int
-    batch_loss : numpy.ndarray, shape (K, S, *L)
-        Training-mode loss of each of the K mini-batches, before its step; ``inf`` from the
-        step at which a model diverged.
-    train_loss, train_acc, test_loss, test_acc : numpy.ndarray, shape (S, *L)
-        Evaluation-mode loss and accuracy after training on the full training and test
-        sets; ``inf`` and ``nan`` for diverged models.
-    diverged : numpy.ndarray of bool, shape (S, *L)
-        A parameter became non-finite or exceeded ``blowup`` in absolute value; the model
-        was frozen from then on, without floating-point warnings.
+    batch_loss : numpy.ndarray
+        Shape (K, S, L...): training-mode loss of each of the K mini-batches, before its
+        step; ``inf`` from the step at which a model diverged.
+    train_loss, train_acc, test_loss, test_acc : numpy.ndarray
+        Shape (S, L...): evaluation-mode loss and accuracy after training on the full
+        training and test sets; ``inf`` and ``nan`` for diverged models.
+    diverged : numpy.ndarray of bool
+        Shape (S, L...): a parameter became non-finite or exceeded ``blowup`` in absolute
+        value; the model was frozen from then on, without floating-point warnings.
     params : dict of numpy.ndarray or None
-        Final parameters with leading shape (S, *L) if ``keep_params`` (diverged models hold
+        Final parameters with leading shape (S, L...) if ``keep_params`` (diverged models hold
         their last finite parameters).
     epochs, batch_size : int
     """
@@ -474,9 +475,9 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
         Mini-batch size, in [2, n_train].
     seeds : int or sequence of int
         One seed per repetition; an int means one repetition. The model shape is
-        ``(len(seeds), *L)``.
+        ``(len(seeds), L...)``.
     weight_scale : float
-        r: the initial weights are multiplied by r (see :meth:`MLP.init`).
+        r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
     keep_params : bool
         Return the final parameters (memory: one network per model).
     blowup : float
@@ -501,7 +502,7 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     Raises
     ------
     TypeError
-        If ``net`` is not an :class:`MLP` or an argument has the wrong type.
+        If ``net`` is not an :class:`~bnlib.nn.MLP` or an argument has the wrong type.
     ValueError
         If a step is ≤ 0 or not finite, ``lr_a`` is given for a network without BN, the data
         do not fit the network, or ``epochs``, ``batch_size``, ``seeds``, ``blowup`` are bad.
@@ -645,7 +646,7 @@ def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=
     Parameters
     ----------
     sizes : tuple of int
-        As :class:`MLP`.
+        As :class:`~bnlib.nn.MLP`.
     loss : {"cross_entropy", "quadratic"}
     data : Digits
     lr : array_like, shape (n,)
@@ -653,7 +654,7 @@ def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=
     lr_a : array_like, shape (A,)
         The values of ε_a for ``"bn_split"``.
     epochs, batch_size, seeds
-        As :func:`sgd`.
+        As :func:`~bnlib.nn.sgd`.
     eps : float
         BN's variance offset.
 
@@ -665,7 +666,7 @@ def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=
     Raises
     ------
     ValueError, TypeError
-        As :class:`MLP` and :func:`sgd`; also if ``lr`` or ``lr_a`` is not 1-D.
+        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.sgd`; also if ``lr`` or ``lr_a`` is not 1-D.
     """
     lr = v.positive_array(lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
@@ -680,7 +681,7 @@ def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=
 
 
 def _evaluate_chunked(net, params, X, y, max_bytes):
-    """:meth:`MLP.evaluate` over the models in chunks whose activations fit ``max_bytes``."""
+    """:meth:`~bnlib.nn.MLP.evaluate` over the models in chunks whose activations fit ``max_bytes``."""
     M = len(params["W0"])
     step = max(1, max_bytes // (8 * len(y) * max(net.sizes)))
     parts = [net._eval_loss_acc({k: p[i:i + step] for k, p in params.items()}, X, y)
