@@ -8,12 +8,13 @@ Public API (a contract: chapters and outside code call these names)
 - :mod:`bnlib.flow` — the gradient flow of J(a, w), integrated with RK4 from many starts.
 - :mod:`bnlib.rates` — measured asymptotic contraction factors of runs.
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
+- :mod:`bnlib.nn` — numpy MLPs with BN, trained by SGD over grids of step sizes in lockstep.
 - :mod:`bnlib.symbolic` — sympy helpers for the derivations (moment expectations).
 """
 
-from . import bn, flow, rates, symbolic, theory
+from . import bn, flow, nn, rates, symbolic, theory
 from .descent import BNGDRun, GDRun, bngd, gd
 from .ols import OLS
 
-__all__ = ["OLS", "gd", "bngd", "GDRun", "BNGDRun", "theory", "bn", "flow", "rates", "symbolic"]
+__all__ = ["OLS", "gd", "bngd", "GDRun", "BNGDRun", "theory", "bn", "nn", "flow", "rates", "symbolic"]
 __version__ = "0.1.0"
