@@ -6,13 +6,18 @@ Public API (a contract: chapters and outside code call these names)
 - :func:`gd`, :func:`bngd` — vectorised GD and BNGD runs over arrays of step sizes;
   :func:`gd_stack`, :func:`bngd_stack` — the same for several problems of equal dimension.
 - :mod:`bnlib.theory` — closed-form rates and step-size limits.
+- :mod:`bnlib.flow` — the gradient flow of J(a, w), integrated with RK4 from many starts.
+- :mod:`bnlib.rates` — measured asymptotic contraction factors of runs.
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
+- :mod:`bnlib.nn` — numpy MLPs with BN, trained by SGD over grids of step sizes in lockstep.
+- :mod:`bnlib.symbolic` — sympy helpers for the derivations (moment expectations).
 - :mod:`bnlib.sweeps` — problems in H's eigenbasis and widths of step-size sets, for sweeps.
 """
 
-from . import bn, sweeps, theory
+from . import bn, flow, nn, rates, sweeps, symbolic, theory
 from .descent import BNGDRun, GDRun, bngd, bngd_stack, gd, gd_stack
 from .ols import OLS
 
-__all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn", "sweeps"]
+__all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn", "nn",
+           "flow", "rates", "symbolic", "sweeps"]
 __version__ = "0.1.0"

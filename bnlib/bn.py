@@ -33,7 +33,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
     -------
     y : numpy.ndarray, shape of ``x``
     cache : tuple
-        What :func:`batchnorm_backward` needs.
+        What :func:`~bnlib.bn.batchnorm_backward` needs.
 
     Raises
     ------
@@ -80,14 +80,14 @@ def _reduce_to(a, shape):
 
 
 def batchnorm_backward(dy, cache):
-    """Backward pass of :func:`batchnorm_forward`.
+    """Backward pass of :func:`~bnlib.bn.batchnorm_forward`.
 
     Parameters
     ----------
     dy : array_like, shape of ``x``
         Upstream gradient ∂L/∂y.
     cache : tuple
-        From :func:`batchnorm_forward`.
+        From :func:`~bnlib.bn.batchnorm_forward`.
 
     Returns
     -------

@@ -14,9 +14,10 @@ Shapes: the *batch shape* B of a call is the broadcast of the shapes of ``lr`` (
 BNGD, ``lr_a``, ``a0`` and ``w0.shape[:-1]``). A scalar ``lr`` with ``w0`` of shape (d,)
 gives B = (); a 1-D ``lr`` of M step sizes gives B = (M,).
 
-:func:`gd_stack` and :func:`bngd_stack` do the same for S problems of equal dimension at
-once (e.g. S random problems, one per seed): their batch shape is (S, *B), with the problem
-axis first, and one batched product ``W_s @ H_s`` per step for all problems.
+:func:`~bnlib.descent.gd_stack` and :func:`~bnlib.descent.bngd_stack` do the same for S
+problems of equal dimension at once (e.g. S random problems, one per seed): their batch
+shape is (S, B...), with the problem axis first, and one batched product ``W_s @ H_s`` per
+step for all problems.
 """
 
 from __future__ import annotations
@@ -35,21 +36,21 @@ _RECORDS = ("all", "loss")
 
 @dataclass(frozen=True)
 class GDRun:
-    """The result of :func:`gd`.
+    """The result of :func:`~bnlib.descent.gd`.
 
     Attributes
     ----------
     w : numpy.ndarray or None
-        Iterates, shape (K+1, *B, d), where K is the number of steps taken; ``None`` when
+        Iterates, shape (K+1, B..., d), where K is the number of steps taken; ``None`` when
         called with ``record="loss"``.
-    loss : numpy.ndarray, shape (K+1, *B)
+    loss : numpy.ndarray, shape (K+1, B...)
         J0(w_k); ``inf`` from the step at which a run diverged.
-    excess : numpy.ndarray, shape (K+1, *B)
+    excess : numpy.ndarray, shape (K+1, B...)
         J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
         below the rounding error of ``loss`` itself.
     diverged : bool or numpy.ndarray of bool, shape B
     lr : float or numpy.ndarray, shape B
-    w_final : numpy.ndarray, shape (*B, d)
+    w_final : numpy.ndarray, shape (B..., d)
         The last iterate (``nan`` for diverged runs).
     steps : int
         Steps requested; ``loss.shape[0] - 1`` may be smaller when ``tol`` stopped early.
@@ -86,16 +87,17 @@ class GDRun:
 
 @dataclass(frozen=True)
 class BNGDRun(GDRun):
-    """The result of :func:`bngd`: the fields of :class:`GDRun` (with ``loss`` = J(a_k, w_k)
-    and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g), u_k = a_k w_k/‖w_k‖_H), plus
+    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
+    (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
+    u_k = a_k w_k/‖w_k‖_H), plus
 
     Attributes
     ----------
-    a : numpy.ndarray or None, shape (K+1, *B)
+    a : numpy.ndarray or None, shape (K+1, B...)
         The BN scale a_k; ``None`` with ``record="loss"``.
-    lr_eff : numpy.ndarray, shape (K+1, *B)
+    lr_eff : numpy.ndarray, shape (K+1, B...)
         The effective step ε a_k² / ‖w_k‖²_H.
-    w_norm : numpy.ndarray, shape (K+1, *B)
+    w_norm : numpy.ndarray, shape (K+1, B...)
         The Euclidean norm ‖w_k‖.
     lr_a : float or numpy.ndarray, shape B
     a_final : numpy.ndarray, shape B
@@ -191,7 +193,7 @@ class _Data:
         self.hdiag = np.ascontiguousarray(diag[..., None, :] if stacked else diag) if is_diag else None
 
     def h_norm2(self, w):
-        """wᵀ H w for w of shape (d,), (*B, d) (one problem) or (S, *B, d) (stacked)."""
+        """wᵀ H w for w of shape (d,), (B..., d) (one problem) or (S, B..., d) (stacked)."""
         if self.S is None:
             Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
             return np.vecdot(Hw, w)
@@ -277,7 +279,7 @@ def _engine(bn, data, W, A, eps, eps_a, steps, tol, record, blowup):
     Per step and run: one row of ``W @ H`` (a single batched product for all runs; an
     elementwise product when H is diagonal), one product ``W @ g`` and eight or nine other
     passes over the (N, d) state, into preallocated buffers. The excess J − J* is formed
-    from terms that stay accurate near the minimum (see :func:`bngd`).
+    from terms that stay accurate near the minimum (see :func:`~bnlib.descent.bngd`).
     """
     H, g, gcol, u, ucol, jstar = data.H, data.g, data.gcol, data.u, data.ucol, data.jstar
     hdiag = data.hdiag
@@ -430,12 +432,12 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Step size(s) ε > 0; an array of shape B runs one GD per entry, all at once.
     steps : int
         Number of steps K ≥ 0.
-    w0 : array_like, shape (d,) or (*B, d), optional
+    w0 : array_like, shape (d,) or (B..., d), optional
         Start; zeros by default.
     tol : float, optional
         If given, stop as soon as every run has ``excess <= tol`` or has diverged.
@@ -452,7 +454,7 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
     Raises
     ------
     TypeError
-        If ``problem`` is not an :class:`OLS` or an argument is not numeric.
+        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``lr <= 0`` or not finite, ``steps < 0``, ``w0`` has the wrong shape or is not
         finite, ``tol <= 0``, or ``record`` is unknown.
@@ -462,30 +464,30 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
 
 
 def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
-    """:func:`gd` on S problems of equal dimension at once.
+    """:func:`~bnlib.descent.gd` on S problems of equal dimension at once.
 
     Parameters
     ----------
-    problems : sequence of OLS
+    problems : sequence of bnlib.ols.OLS
         S ≥ 1 problems, all of dimension d.
     lr : float or array_like
-        Step size(s) ε > 0, broadcast against the batch shape (S, *B).
+        Step size(s) ε > 0, broadcast against the batch shape (S, B...).
     steps : int
-    w0 : array_like, shape (d,) or broadcastable to (S, *B, d), optional
+    w0 : array_like, shape (d,) or broadcastable to (S, B..., d), optional
         Starts; zeros by default.
     tol, record, blowup
-        As in :func:`gd`; ``tol`` waits for every run of every problem.
+        As in :func:`~bnlib.descent.gd`; ``tol`` waits for every run of every problem.
 
     Returns
     -------
     GDRun
-        With batch shape (S, *B): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
-        The same numbers as S separate :func:`gd` calls, up to rounding.
+        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
+        The same numbers as S separate :func:`~bnlib.descent.gd` calls, up to rounding.
 
     Notes
     -----
     Axis 0 of the batch is the problem axis: ``lr`` and ``w0[..., :]`` are broadcast against
-    (S, *B) by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An
+    (S, B...) by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An
     array shared by all problems therefore needs a leading length-1 axis once it has any
     axes: M step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one
     start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size
@@ -494,10 +496,10 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
     Raises
     ------
     TypeError
-        If ``problems`` is not a sequence of :class:`OLS` or an argument is not numeric.
+        If ``problems`` is not a sequence of :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
-        0, or an argument is invalid as in :func:`gd`.
+        0, or an argument is invalid as in :func:`~bnlib.descent.gd`.
     """
     return _gd(_stack(problems), lr, steps, w0, tol, record, blowup)
 
@@ -524,19 +526,19 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : OLS
+    problem : bnlib.ols.OLS
     lr : float or array_like
         Weight step(s) ε > 0; an array runs one BNGD per entry, all at once.
     steps : int
         Number of steps K ≥ 0.
     a0 : float or array_like
         Start of the scale a (broadcast with the batch shape).
-    w0 : array_like, shape (d,) or (*B, d)
+    w0 : array_like, shape (d,) or (B..., d)
         Start of the weights; must be nonzero (‖w0‖_H > 0).
     lr_a : float or array_like
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
-        As in :func:`gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
+        As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
 
     Returns
     -------
@@ -545,7 +547,7 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     Raises
     ------
     TypeError
-        If ``problem`` is not an :class:`OLS` or an argument is not numeric.
+        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
         ``w0`` has the wrong shape, is not finite or is zero, or shapes do not broadcast.
@@ -564,29 +566,29 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
 
 def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
-    """:func:`bngd` on S problems of equal dimension at once.
+    """:func:`~bnlib.descent.bngd` on S problems of equal dimension at once.
 
     Parameters
     ----------
-    problems : sequence of OLS
+    problems : sequence of bnlib.ols.OLS
         S ≥ 1 problems, all of dimension d.
     lr, lr_a, a0 : float or array_like
-        Broadcast against the batch shape (S, *B) (see Notes).
+        Broadcast against the batch shape (S, B...) (see Notes).
     steps : int
-    w0 : array_like, shape (d,) or broadcastable to (S, *B, d)
+    w0 : array_like, shape (d,) or broadcastable to (S, B..., d)
         Starts; each must be nonzero.
     tol, record, blowup
-        As in :func:`bngd`; ``tol`` waits for every run of every problem.
+        As in :func:`~bnlib.descent.bngd`; ``tol`` waits for every run of every problem.
 
     Returns
     -------
     BNGDRun
-        With batch shape (S, *B): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
+        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
 
     Notes
     -----
     Axis 0 of the batch is the problem axis: ``lr``, ``lr_a``, ``a0`` and ``w0[..., :]``
-    are broadcast against (S, *B) by numpy's rules, trailing axes aligned, and axis 0 of the
+    are broadcast against (S, B...) by numpy's rules, trailing axes aligned, and axis 0 of the
     result must be S. An array shared by all problems therefore needs a leading length-1
     axis once it has any axes: M step sizes for every problem are ``lr[None, :]`` (batch
     shape (S, M)), and one start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of
@@ -595,10 +597,10 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
     Raises
     ------
     TypeError
-        If ``problems`` is not a sequence of :class:`OLS` or an argument is not numeric.
+        If ``problems`` is not a sequence of :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
-        0, ``w0`` is zero for some problem, or an argument is invalid as in :func:`bngd`.
+        0, ``w0`` is zero for some problem, or an argument is invalid as in :func:`~bnlib.descent.bngd`.
     """
     return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
 

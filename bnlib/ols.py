@@ -159,7 +159,7 @@ class OLS:
         kappa : float
             Condition number κ ≥ 1 (must be 1 when d = 1).
         seed : int
-            Seed of :func:`numpy.random.default_rng`.
+            Seed of ``numpy.random.default_rng``.
         noise : float, optional
             Label-noise variance σ² ≥ 0.
 
@@ -235,7 +235,7 @@ class OLS:
         n : int
             Number of samples, ≥ 1.
         seed : int
-            Seed of :func:`numpy.random.default_rng`.
+            Seed of ``numpy.random.default_rng``.
 
         Returns
         -------
@@ -305,7 +305,7 @@ class OLS:
         return 0.5 * (self.c - 2.0 * a * (w @ self.g) / np.sqrt(n2) + a * a)
 
     def bn_grad(self, a, w):
-        """Gradients of :meth:`bn_loss`.
+        """Gradients of :meth:`~bnlib.ols.OLS.bn_loss`.
 
         Returns
         -------

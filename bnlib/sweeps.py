@@ -1,11 +1,11 @@
 """Helpers for sweeps over step sizes, seeds and dimensions.
 
-- :func:`eigen_problem` builds an OLS problem directly in the eigenbasis of H (H diagonal),
+- :func:`~bnlib.sweeps.eigen_problem` builds an OLS problem directly in the eigenbasis of H (H diagonal),
   with the spectrum given and a random u*. GD and BNGD commute with rotations
   (w ↦ Qw, H ↦ QHQᵀ, g ↦ Qg), so a run on it has exactly the losses of the run on any
-  rotated copy, e.g. on :meth:`bnlib.OLS.random` with the same spectrum and u* law, while
+  rotated copy, e.g. on :meth:`~bnlib.ols.OLS.random` with the same spectrum and u* law, while
   costing O(d) instead of O(d²) per run and step in :mod:`bnlib.descent`.
-- :func:`log_width` measures a set of step sizes on a logarithmic grid in decades.
+- :func:`~bnlib.sweeps.log_width` measures a set of step sizes on a logarithmic grid in decades.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
     ``numpy.random.default_rng(seed)``, so ``‖u*‖ ≈ signal``; ``g = H u*`` and
     ``c = u*ᵀ H u* + noise`` (label-noise variance ``noise``, ``min_loss = noise / 2``).
     With ``eigvals = np.logspace(0, log10(κ), d)`` and ``signal = 1`` this is the law of
-    :meth:`bnlib.OLS.random` written in H's eigenbasis (there u* is also isotropic).
+    :meth:`~bnlib.ols.OLS.random` written in H's eigenbasis (there u* is also isotropic).
     ``signal = sqrt(d)`` gives every coordinate O(1) signal (‖u*‖² ≈ d).
 
     Parameters
@@ -41,7 +41,7 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
 
     Returns
     -------
-    OLS
+    bnlib.ols.OLS
 
     Raises
     ------

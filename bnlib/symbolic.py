@@ -2,7 +2,7 @@
 
 The population losses of the book are expectations of polynomials of degree two in the data
 (x, y). With E[x] = 0 such an expectation is fixed by the moments H = E[x xᵀ], g = E[x y]
-and c = E[y²]; :func:`expect_quadratic` performs that replacement term by term.
+and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replacement term by term.
 """
 
 from __future__ import annotations

@@ -135,3 +135,47 @@ def test_kappa_star_along_eigenvectors():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_stacks_of_problems():
+    """κ, H*, its eigenvalues and κ* over a stack of problems, against the projection form
+    H* = H^{1/2}(I − P)H^{1/2} computed one problem at a time and known eigenvector cases."""
+    probs = [OLS.random(5, k, seed=s) for s, k in ((0, 3.0), (1, 40.0), (2, 1e3))]
+    Hs = np.stack([p.H for p in probs])
+    us = np.stack([p.u_star for p in probs])
+    assert np.allclose(theory.kappa(Hs), [3.0, 40.0, 1e3])
+    Hstar = theory.effective_hessian(Hs, us)
+    lam_s = theory.effective_eigvals(Hs, us)
+    assert Hstar.shape == (3, 5, 5) and lam_s.shape == (3, 4)
+    for i, p in enumerate(probs):
+        S = sqrtm_spd(p.H)
+        vv = S @ p.u_star
+        expect = S @ (np.eye(5) - np.outer(vv, vv) / (vv @ vv)) @ S
+        assert np.allclose(Hstar[i], expect, atol=1e-9 * p.eigvals[-1])
+        assert np.allclose(lam_s[i], np.linalg.eigvalsh(expect)[1:], atol=1e-9 * p.eigvals[-1])
+    kst = theory.kappa_star(Hs, us)
+    assert kst.shape == (3,) and np.allclose(kst, lam_s[:, -1] / lam_s[:, 0])
+    # u* along the top / bottom eigenvector of diag(1, 3, 10, 100): drops that eigenvalue
+    D = np.broadcast_to(np.diag([1.0, 3.0, 10.0, 100.0]), (2, 2, 4, 4))
+    U = np.zeros((2, 2, 4))
+    U[:, 0, 3] = 1.0
+    U[:, 1, 0] = 1.0
+    assert np.allclose(theory.kappa_star(D, U), [[10.0, 100 / 3]] * 2)
+    assert np.allclose(theory.kappa_star(np.full((3, 1, 1), 2.0), np.ones((3, 1))), 1.0)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: theory.kappa(np.stack([np.eye(2), [[1.0, 2.0], [0.0, 1.0]]])), "symmetric"),
+        (lambda: theory.kappa(np.stack([np.eye(2), -np.eye(2)])), "positive definite"),
+        (lambda: theory.kappa(np.ones((2, 2, 3))), "square"),
+        (lambda: theory.kappa_star(np.stack([np.eye(2)] * 2), np.ones(2)), "u_star must have shape"),
+        (lambda: theory.kappa_star(np.stack([np.eye(2)] * 2), [[1.0, 0.0], [0.0, 0.0]]),
+         "u_star must be nonzero"),
+        (lambda: theory.bngd_rate(np.stack([np.eye(2)] * 2), np.ones((2, 2)), 1.0), "square matrix"),
+    ],
+)
+def test_bad_stacks(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

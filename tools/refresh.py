@@ -1,4 +1,4 @@
-"""Re-execute every chapter in place, in reading order, so stored outputs come from one
+"""Re-execute every notebook of the book in place, in reading order, so stored outputs come from one
 clean top-to-bottom run in the current environment (the same kernel nbval uses).
 
 Usage: ``python tools/refresh.py`` (all chapters) or ``python tools/refresh.py book/02_ols_gd.ipynb``.
@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def chapters() -> list[Path]:
-    return sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+    """Every notebook under book/: the numbered chapters in reading order, then the others."""
+    nbs = sorted((ROOT / "book").glob("*.ipynb"))
+    return [p for p in nbs if p.name[:2].isdigit()] + [p for p in nbs if not p.name[:2].isdigit()]
 
 
 def refresh(path: Path) -> float:

@@ -1,0 +1,374 @@
+"""Networks of bnlib.nn against independent computations: per-model loops with the BN
+formula written out, scikit-learn's losses, finite differences, hand-made SGD steps."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.metrics import log_loss
+
+from bnlib.nn import MLP, Digits, decades_above, load_digits_split, sgd, sweep
+
+
+# ------------------------------------------------------------------------------ helpers
+def naive_logits(net, params, X, train=True):
+    """One model at a time, the BN layer written out with numpy's own mean and var."""
+    a = X
+    for layer in range(net.depth):
+        z = a @ params[f"W{layer}"]
+        if net.bn:
+            if train:
+                mu, var = z.mean(axis=0), z.var(axis=0)
+            else:
+                mu, var = params[f"mean{layer}"][0], params[f"var{layer}"][0]
+            z = params[f"gamma{layer}"][0] * (z - mu) / np.sqrt(var + net.eps) + params[f"beta{layer}"][0]
+        else:
+            z = z + params[f"b{layer}"][0]
+        a = np.maximum(z, 0) if layer < net.depth - 1 else z
+    return a
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def randomise(net, params, rng):
+    """Perturb every trainable parameter so the test does not sit at the init."""
+    out = {k: p.copy() for k, p in params.items()}
+    for k in net.param_names():
+        out[k] = out[k] + 0.3 * rng.standard_normal(out[k].shape)
+    return out
+
+
+def tiny_data(rng, n=40, d=5, C=3):
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, C, n)
+    m = 3 * n // 4
+    return Digits(X[:m], y[:m], X[m:], y[m:], seed=0, test_fraction=0.25, n_classes=C)
+
+
+# --------------------------------------------------------------------------------- data
+def test_digits_split_is_a_partition_of_the_scaled_data():
+    data = load_digits_split(seed=3, test_fraction=0.25)
+    ref = load_digits()
+    assert data.X_train.shape == (1348, 64) and data.X_test.shape == (449, 64)
+    assert data.y_train.shape == (1348,) and data.y_test.shape == (449,)
+    assert data.X_train.min() == 0 and data.X_train.max() == 1
+    together = np.concatenate([np.c_[data.X_train, data.y_train], np.c_[data.X_test, data.y_test]])
+    expect = np.c_[ref.data / 16.0, ref.target]
+    assert np.array_equal(together[np.lexsort(together.T)], expect[np.lexsort(expect.T)])
+    assert set(np.unique(data.y_test)) == set(range(10))
+
+
+def test_digits_split_is_seeded():
+    a, b, c = load_digits_split(0), load_digits_split(0), load_digits_split(1)
+    assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_test, c.y_test)
+    assert load_digits_split(0, 0.5).X_test.shape == (898, 64)
+
+
+@pytest.mark.parametrize(("kwargs", "err"), [
+    ({"test_fraction": 0.0}, ValueError), ({"test_fraction": 1.0}, ValueError),
+    ({"test_fraction": -0.2}, ValueError), ({"test_fraction": np.nan}, ValueError),
+    ({"test_fraction": 1e-6}, ValueError), ({"seed": -1}, ValueError),
+    ({"seed": 1.5}, TypeError), ({"test_fraction": "half"}, TypeError),
+])
+def test_digits_split_bad_input(kwargs, err):
+    with pytest.raises(err):
+        load_digits_split(**kwargs)
+
+
+# ------------------------------------------------------------------------------ forward
+@pytest.mark.parametrize("bn", [True, False])
+def test_forward_and_losses_against_sklearn(bn, rng):
+    net_ce = MLP((5, 7, 4, 3), bn=bn, loss="cross_entropy")
+    net_q = MLP((5, 7, 4, 3), bn=bn, loss="quadratic")
+    X, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
+    y[:3] = [0, 1, 2]
+    params = randomise(net_ce, net_ce.init(seed=1), rng)
+    z = naive_logits(net_ce, params, X)
+    p = softmax(z)
+    loss_ce, _ = net_ce.loss_and_grad(params, X, y)
+    loss_q, _ = net_q.loss_and_grad(params, X, y)
+    assert np.isclose(loss_ce, log_loss(y, p, labels=[0, 1, 2]), rtol=1e-10)
+    assert np.isclose(loss_q, np.mean((np.eye(3)[y] - p) ** 2), rtol=1e-12)
+
+
+def test_forward_models_in_lockstep_equal_single_models(rng):
+    """Model shape (2, 3) with per-seed batches (2, 1, B, d) against one model at a time."""
+    net = MLP((4, 6, 3), bn=True, loss="quadratic")
+    sets = [[randomise(net, net.init(s), rng) for _ in range(3)] for s in range(2)]
+    params = {k: np.array([[sets[i][j][k] for j in range(3)] for i in range(2)])
+              for k in net.param_names(False)}
+    X = rng.standard_normal((2, 1, 9, 4))
+    y = rng.integers(0, 3, (2, 1, 9))
+    loss, grads = net.loss_and_grad(params, X, y)
+    assert loss.shape == (2, 3) and grads["W0"].shape == (2, 3, 4, 6)
+    for i in range(2):
+        for j in range(3):
+            one = {k: p[i, j] for k, p in params.items()}
+            l1, g1 = net.loss_and_grad(one, X[i, 0], y[i, 0])
+            p1 = softmax(naive_logits(net, one, X[i, 0]))
+            assert np.isclose(l1, np.mean((np.eye(3)[y[i, 0]] - p1) ** 2), rtol=1e-12)
+            assert np.isclose(loss[i, j], l1, rtol=1e-12)
+            assert all(np.allclose(grads[k][i, j], g1[k], rtol=1e-10, atol=1e-14) for k in g1)
+
+
+def test_eval_mode_uses_running_averages(rng):
+    net = MLP((5, 6, 3), bn=True, eps=1e-3)
+    params = randomise(net, net.init(2), rng)
+    for k in ("mean0", "mean1"):
+        params[k] = rng.standard_normal(params[k].shape)
+    for k in ("var0", "var1"):
+        params[k] = rng.uniform(0.5, 2.0, params[k].shape)
+    X, y = rng.standard_normal((20, 5)), rng.integers(0, 3, 20)
+    z = naive_logits(net, params, X, train=False)
+    assert np.allclose(net.predict_logits(params, X), z, rtol=1e-12)
+    loss, acc = net.evaluate(params, X, y)
+    assert np.isclose(loss, log_loss(y, softmax(z), labels=[0, 1, 2]), rtol=1e-10)
+    assert acc == np.mean(z.argmax(1) == y)
+
+
+def test_init_is_glorot_uniform():
+    net = MLP((64, 1000, 10), bn=False)
+    p = net.init(seed=0, shape=(2,))
+    lim = np.sqrt(6 / 1064)
+    W = p["W0"][0]
+    assert np.array_equal(p["W0"][0], p["W0"][1])
+    assert np.abs(W).max() <= lim and np.abs(W).max() > 0.99 * lim
+    assert np.isclose(W.var(), lim**2 / 3, rtol=0.02)
+    assert np.all(p["b0"] == 0) and np.all(p["b1"] == 0)
+    assert np.allclose(net.init(0, weight_scale=3.0)["W1"], 3 * net.init(0)["W1"])
+
+
+# ----------------------------------------------------------------------------- backward
+@pytest.mark.parametrize("loss", ["cross_entropy", "quadratic"])
+@pytest.mark.parametrize("bn", [True, False])
+def test_backward_finite_differences(bn, loss, rng):
+    net = MLP((4, 6, 5, 3), bn=bn, loss=loss, eps=1e-3)
+    params = randomise(net, net.init(seed=4), rng)
+    X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    _, grads = net.loss_and_grad(params, X, y)
+    h = 1e-6
+    for k in net.param_names():
+        num = np.zeros_like(params[k])
+        for idx in np.ndindex(params[k].shape):
+            plus = {**params, k: params[k].copy()}
+            minus = {**params, k: params[k].copy()}
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            num[idx] = (net.loss_and_grad(plus, X, y)[0] - net.loss_and_grad(minus, X, y)[0]) / (2 * h)
+        assert np.allclose(grads[k], num, atol=1e-7, rtol=1e-5), k
+
+
+def test_bn_weights_gradient_is_orthogonal_and_scale_invariant(rng):
+    """With eps = 0 the loss does not depend on the scale of W feeding BN (chapter 01)."""
+    net = MLP((5, 6, 3), bn=True, eps=0.0)
+    params = randomise(net, net.init(0), rng)
+    X, y = rng.standard_normal((10, 5)), rng.integers(0, 3, 10)
+    loss, g = net.loss_and_grad(params, X, y)
+    for k in ("W0", "W1"):
+        assert abs(np.sum(params[k] * g[k])) < 1e-12 * np.linalg.norm(params[k]) * np.linalg.norm(g[k])
+        scaled = {**params, k: 5.0 * params[k]}
+        l5, g5 = net.loss_and_grad(scaled, X, y)
+        assert np.isclose(l5, loss, rtol=1e-12)
+        assert np.allclose(5.0 * g5[k], g[k], rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------- SGD
+def test_sgd_steps_by_hand(rng):
+    """Full-batch SGD (batch = training set) for 2 epochs is two hand-made gradient steps
+    with ε for W and ε_a for γ, β; running averages follow the stated rule, starting from
+    the first batch's statistics."""
+    data = tiny_data(rng)
+    net = MLP((5, 4, 3), bn=True, loss="cross_entropy", momentum=0.8)
+    lr, lr_a = 0.7, 0.05
+    run = sgd(net, data, lr, lr_a, epochs=2, batch_size=30, seeds=5, keep_params=True)
+    p = net.init(5)
+    Xb, yb = data.X_train, data.y_train
+    mom = {k: p[k] for k in ("mean0", "var0", "mean1", "var1")}
+    for step in range(2):
+        _, g = net.loss_and_grad(p, Xb, yb)
+        z0 = Xb @ p["W0"]
+        a0 = np.maximum(p["gamma0"][0] * (z0 - z0.mean(0)) / np.sqrt(z0.var(0) + net.eps) + p["beta0"][0], 0)
+        z1 = a0 @ p["W1"]
+        for name, z in (("0", z0), ("1", z1)):
+            keep = 0.8 if step else 0.0          # the first batch initialises the averages
+            mom["mean" + name] = keep * mom["mean" + name] + (1 - keep) * z.mean(0)
+            mom["var" + name] = keep * mom["var" + name] + (1 - keep) * z.var(0, ddof=1)
+        p = {k: p[k] - (lr_a if k[:4] in ("gamm", "beta") else lr) * g[k] for k in net.param_names()}
+        p.update(mom)
+    for k in p:
+        assert np.allclose(run.params[k][0], p[k], rtol=1e-10, atol=1e-13), k
+    loss, acc = net.evaluate(p, data.X_test, data.y_test)
+    assert np.isclose(run.test_loss[0], loss) and run.test_acc[0] == acc
+    assert run.batch_loss.shape == (2, 1) and run.lr_a == lr_a
+
+
+def test_sgd_grid_equals_separate_runs_and_chunks_and_threads_do_not_matter(rng):
+    data = tiny_data(rng, n=90)
+    net = MLP((5, 8, 3), bn=True, loss="quadratic")
+    lr = np.array([0.1, 3.0, 100.0])
+    lr_a = np.array([[1.0], [0.1]])
+    grid = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7))
+    small = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1)
+    serial = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1,
+                 workers=1)
+    assert np.array_equal(small.test_loss, serial.test_loss)
+    assert np.array_equal(small.batch_loss, serial.batch_loss)
+    assert grid.test_acc.shape == (2, 2, 3) and grid.batch_loss.shape == (6, 2, 2, 3)
+    assert np.array_equal(grid.batch_loss, small.batch_loss)
+    for s, seed in enumerate((0, 7)):
+        for i in range(2):
+            for j in range(3):
+                one = sgd(net, data, lr[j], lr_a[i, 0], epochs=2, batch_size=20, seeds=seed)
+                assert np.allclose(one.batch_loss[:, 0], grid.batch_loss[:, s, i, j], rtol=1e-12)
+                assert np.isclose(one.test_loss[0], grid.test_loss[s, i, j], rtol=1e-12)
+
+
+def test_sgd_batches_follow_the_documented_order(rng):
+    """At a step far too small to move the weights, the recorded batch losses are the
+    losses of the initial network on the documented mini-batches."""
+    data = tiny_data(rng, n=40)
+    net = MLP((5, 4, 3), bn=True)
+    run = sgd(net, data, 1e-300, epochs=3, batch_size=7, seeds=11)
+    assert run.batch_loss.shape == (3 * (30 // 7), 1)
+    order = np.random.default_rng((11, 2))
+    p0 = net.init(11)
+    expect = []
+    for _ in range(3):
+        perm = order.permutation(30)
+        for b in range(30 // 7):
+            rows = perm[7 * b: 7 * b + 7]
+            expect.append(net.loss_and_grad(p0, data.X_train[rows], data.y_train[rows])[0])
+    assert np.allclose(run.batch_loss[:, 0], expect, rtol=1e-12)
+
+
+def test_scaling_law_is_exact_for_powers_of_two():
+    """Weights feeding BN times r, step times r²: the same training (eps = 0)."""
+    data = load_digits_split(0)
+    net = MLP((64, 16, 10), bn=True, loss="quadratic", eps=0.0)
+    lr = np.array([0.1, 10.0, 1000.0])
+    base = sgd(net, data, lr, 0.1, epochs=1, seeds=(0, 1))
+    scaled = sgd(net, data, 16 * lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
+    assert np.array_equal(base.batch_loss, scaled.batch_loss)
+    assert np.array_equal(base.test_acc, scaled.test_acc)
+    unscaled = sgd(net, data, lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
+    assert not np.allclose(base.batch_loss[-1], unscaled.batch_loss[-1], rtol=1e-3)
+
+
+def test_divergence_is_flagged_without_warnings(rng):
+    data = load_digits_split(0)
+    net = MLP((64, 32, 10), bn=False, loss="cross_entropy")
+    lr = np.array([1e-2, 1e3, 1e12])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = sgd(net, data, lr, epochs=1, seeds=(0, 1), keep_params=True)
+    assert run.diverged.tolist() == [[False, False, True], [False, False, True]]
+    assert np.all(np.isinf(run.test_loss[:, 2])) and np.all(np.isnan(run.test_acc[:, 2]))
+    assert np.all(np.isfinite(run.test_loss[:, :2]))
+    k = np.argmax(np.isinf(run.batch_loss[:, 0, 2]))
+    assert k >= 1 and np.all(np.isinf(run.batch_loss[k:, :, 2]))
+    assert all(np.all(np.isfinite(p)) for p in run.params.values())   # last finite state kept
+
+
+@pytest.mark.parametrize(("call", "err"), [
+    (lambda n, d: sgd(n, d, 0.0), ValueError),
+    (lambda n, d: sgd(n, d, [0.1, -1.0]), ValueError),
+    (lambda n, d: sgd(n, d, np.nan), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, lr_a=0.0), ValueError),
+    (lambda n, d: sgd(n, d, [0.1, 1.0], lr_a=[1.0, 0.1, 0.01]), ValueError),
+    (lambda n, d: sgd(MLP((5, 3), bn=False), d, 0.1, lr_a=0.1), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, epochs=0), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, batch_size=1), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, batch_size=31), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, seeds=()), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, seeds=(-1,)), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, blowup=1.0), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, workers=0), ValueError),
+    (lambda n, d: sgd(n, d, 0.1, epochs=1.5), TypeError),
+    (lambda n, d: sgd("net", d, 0.1), TypeError),
+    (lambda n, d: sgd(n, (1, 2), 0.1), TypeError),
+    (lambda n, d: sgd(MLP((6, 3)), d, 0.1), ValueError),
+    (lambda n, d: sgd(n, Digits(d.X_train * np.nan, d.y_train, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+     ValueError),
+    (lambda n, d: sgd(n, Digits(d.X_train, d.y_train + 3, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+     ValueError),
+    (lambda n, d: sgd(n, Digits(d.X_train, d.y_train * 1.0, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+     TypeError),
+])
+def test_sgd_bad_input(call, err, rng):
+    data = tiny_data(rng)
+    with pytest.raises(err):
+        call(MLP((5, 3)), data)
+
+
+@pytest.mark.parametrize(("kwargs", "err"), [
+    ({"sizes": (5,)}, ValueError), ({"sizes": (5, 1)}, ValueError), ({"sizes": (5, 0, 3)}, ValueError),
+    ({"sizes": (5, 2.5, 3)}, TypeError), ({"sizes": "53"}, TypeError), ({"loss": "hinge"}, ValueError),
+    ({"eps": -1e-5}, ValueError), ({"momentum": 1.0}, ValueError), ({"bn": "yes"}, TypeError),
+])
+def test_mlp_bad_construction(kwargs, err):
+    with pytest.raises(err):
+        MLP(**({"sizes": (5, 4, 3)} | kwargs))
+
+
+def test_loss_and_grad_bad_input(rng):
+    net = MLP((5, 4, 3))
+    p = net.init(0)
+    X, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+    with pytest.raises(ValueError, match="X"):
+        net.loss_and_grad(p, X[:, :4], y)
+    with pytest.raises(ValueError, match="finite"):
+        net.loss_and_grad(p, np.where(X > 1, np.inf, X), y)
+    with pytest.raises(ValueError, match="y"):
+        net.loss_and_grad(p, X, y[:5])
+    with pytest.raises(ValueError, match="at least 2"):
+        net.loss_and_grad(p, X[:1], y[:1])
+    with pytest.raises(ValueError, match="gamma1"):
+        net.loss_and_grad({k: q for k, q in p.items() if k != "gamma1"}, X, y)
+    with pytest.raises(ValueError, match="W1"):
+        net.loss_and_grad({**p, "W1": p["W1"].T}, X, y)
+    with pytest.raises(ValueError, match="model shape"):
+        net.loss_and_grad(p, np.stack([X, X]), np.stack([y, y]))
+    with pytest.raises(TypeError):
+        net.loss_and_grad([p], X, y)
+
+
+def test_sweep_runs_the_three_variants(rng):
+    data = tiny_data(rng, n=60)
+    lr = np.array([0.1, 1.0, 10.0])
+    out = sweep((5, 4, 3), "quadratic", data, lr, lr_a=(1.0, 0.01), epochs=2, batch_size=15, seeds=(0, 1))
+    assert out["gd"].test_acc.shape == (2, 3) and out["bn_split"].test_acc.shape == (2, 2, 3)
+    assert np.all(np.isnan(out["gd"].lr_a)) and np.array_equal(out["bn"].lr_a, lr)
+    one = sgd(MLP((5, 4, 3), bn=True, loss="quadratic"), data, 10.0, 0.01, epochs=2, batch_size=15,
+              seeds=1)
+    assert np.allclose(one.batch_loss[:, 0], out["bn_split"].batch_loss[:, 1, 1, 2], rtol=1e-12)
+    plain = sgd(MLP((5, 4, 3), bn=False, loss="quadratic"), data, 0.1, epochs=2, batch_size=15, seeds=0)
+    assert np.allclose(plain.batch_loss[:, 0], out["gd"].batch_loss[:, 0, 0], rtol=1e-12)
+    with pytest.raises(ValueError):
+        sweep((5, 3), "quadratic", data, lr[None], epochs=1, batch_size=15)
+
+
+# ----------------------------------------------------------------------- decades_above
+def test_decades_above_by_hand():
+    lr = np.logspace(0, 4, 9)                 # 2 points per decade: each counts 1/2 decade
+    score = np.array([0.1, 0.5, 0.91, 0.95, 0.9, 0.2, np.nan, 0.93, 0.92])
+    assert np.isclose(decades_above(lr, score, 0.9), 2.5)   # 5 points ≥ 0.9, nan excluded
+    assert np.isclose(decades_above(lr, score, 0.99), 0.0)
+    assert np.isclose(decades_above(lr, np.ones(9), 0.5), 4.5)   # half a cell beyond each end
+    both = decades_above(lr, np.stack([score, np.ones(9)]), 0.9)
+    assert both.shape == (2,) and np.allclose(both, [2.5, 4.5])
+    # log-grid 0, 1, 3: cell edges -0.5, 0.5, 2, 4, so the outer cells measure 1 and 2
+    uneven = decades_above([1.0, 10.0, 1000.0], [1.0, 0.0, 1.0], 0.5)
+    assert np.isclose(uneven, 3.0)
+
+
+@pytest.mark.parametrize(("lr", "score"), [
+    ([1.0], [1.0]), ([10.0, 1.0], [1, 1]), ([0.0, 1.0], [1, 1]), ([1.0, 10.0], [1, 1, 1]),
+])
+def test_decades_above_bad_input(lr, score):
+    with pytest.raises(ValueError):
+        decades_above(lr, score, 0.5)
