@@ -123,7 +123,7 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     --------
     >>> import numpy as np
     >>> h = 3.0 * 0.81 ** np.arange(60)
-    >>> round(contraction(h, power=2).rate, 12)
+    >>> float(round(contraction(h, power=2).rate, 12))
     0.9
     """
     h = v.as_real_array(history, "history")
