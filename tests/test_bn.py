@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bnlib.bn import batchnorm_backward, batchnorm_forward
+from bnlib.bn import batch_std_mean, batchnorm_backward, batchnorm_forward
 
 
 def test_forward_against_direct_formula(rng):
@@ -100,3 +100,28 @@ def test_backward_bad_input(rng):
         batchnorm_backward(np.ones((4, 3)), cache)
     with pytest.raises(TypeError, match="cache"):
         batchnorm_backward(np.ones((4, 2)), None)
+
+
+def test_batch_std_mean_against_monte_carlo():
+    rng = np.random.default_rng(7)
+    for B in (2, 3, 5, 16):
+        x = rng.standard_normal((200_000, B))
+        s = x.std(axis=1)                       # biased (ddof = 0), as BN uses
+        se = s.std() / np.sqrt(s.size)
+        assert abs(s.mean() - batch_std_mean(B)) < 5 * se
+
+
+def test_batch_std_mean_large_batch_and_shapes():
+    B = np.array([[100, 1000], [10_000, 100_000]])
+    out = batch_std_mean(B)
+    assert out.shape == (2, 2)
+    # 1 - 3/(4B) is the first-order expansion; the remainder is O(1/B^2)
+    assert np.all(np.abs(out - (1 - 3 / (4 * B))) < 1.0 / B**2)
+    assert batch_std_mean(2) == pytest.approx(np.sqrt(1 / np.pi), rel=1e-14)
+
+
+@pytest.mark.parametrize("bad, err", [(1, ValueError), (0, ValueError), (2.0, TypeError),
+                                      (True, TypeError), ([3, 1], ValueError)])
+def test_batch_std_mean_rejects_bad_batch(bad, err):
+    with pytest.raises(err, match="batch"):
+        batch_std_mean(bad)
