@@ -23,6 +23,8 @@ from collections import defaultdict
 
 from tools.nbcompare import numbers_match
 
+pytest_plugins = ["pytester"]  # tests/test_nbcompare.py runs nbval on a small notebook
+
 PLOTLY_NOTEBOOKS = {"12_explorer.ipynb"}
 
 
