@@ -49,7 +49,9 @@ def check_spd(H, name: str = "H") -> np.ndarray:
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64, copy=True)
+    """A read-only float64 array; a fresh float64 array of its own is frozen without a copy."""
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.base is None and a.flags.owndata):
+        a = np.array(a, dtype=np.float64, copy=True)
     a.setflags(write=False)
     return a
 
@@ -105,6 +107,19 @@ class OLS:
             raise ValueError(f"c must be a scalar, got shape {c.shape}")
         c = float(c)
         u_star = g / np.diagonal(H) if v.is_diagonal(H) else np.linalg.solve(H, g)
+        self._fill(H, g, c, u_star, eigvals)
+
+    @classmethod
+    def _eigenbasis(cls, eigvals, g, c) -> OLS:
+        """The problem with H = diag(eigvals), for validated ``eigvals`` > 0 and ``g`` (d,):
+        O(d) work besides writing H, no dense check or eigendecomposition."""
+        self = object.__new__(cls)
+        H = np.zeros((eigvals.size, eigvals.size))
+        np.fill_diagonal(H, eigvals)
+        self._fill(H, g, float(c), g / eigvals, np.sort(eigvals))
+        return self
+
+    def _fill(self, H, g, c, u_star, eigvals):
         explained = float(g @ u_star)
         if c < explained - 1e-12 * max(1.0, abs(explained)):
             raise ValueError(
@@ -115,7 +130,7 @@ class OLS:
             ("H", _readonly(H)),
             ("g", _readonly(g)),
             ("c", c),
-            ("d", d),
+            ("d", H.shape[0]),
             ("u_star", _readonly(u_star)),
             ("min_loss", max(0.5 * (c - explained), 0.0)),
             ("eigvals", _readonly(eigvals)),
