@@ -38,6 +38,7 @@ __all__ = [
     "gd_window",
     "bngd_window",
     "asymptotic_speedup",
+    "kappa_star_eigenbasis",
     "Acceleration",
     "compare_acceleration",
 ]
@@ -448,3 +449,44 @@ def compare_acceleration(problem, lr, a0, w0, tol, max_steps, lr_a=1.0):
                         lr_eff=run.lr_eff[-1], bngd_steps_best=best,
                         speedup_opt=steps_opt / best, speedup_best=steps_best / best,
                         speedup_asymptotic=asymptotic_speedup(p))
+
+
+def kappa_star_eigenbasis(lam, u_star, iters=100):
+    """κ* for H = diag(λ) (a problem written in its eigenbasis), without a d×d matrix.
+
+    The nonzero eigenvalues of H* = diag(λ) − z zᵀ, z = λ∘u*/‖u*‖_H, solve the secular
+    equation Σ_i z_i²/(λ_i − μ) = 1, with exactly one root in each (λ_i, λ_{i+1}) when the
+    λ_i are distinct and every z_i ≠ 0; the extreme roots are found by bisection, vectorised
+    over a stack. O(S d) per iteration instead of O(S d³).
+
+    Parameters
+    ----------
+    lam : array_like, shape (d,), strictly increasing, > 0
+    u_star : array_like, shape (S..., d)
+        Coordinates of u* in the eigenbasis; every entry nonzero.
+    iters : int
+        Bisection steps (each halves the bracket).
+
+    Returns
+    -------
+    float or numpy.ndarray, shape S
+    """
+    lam = v.positive_array(lam, "lam")
+    u = v.finite_array(u_star, "u_star")
+    if lam.ndim != 1 or lam.size < 2 or np.any(np.diff(lam) <= 0):
+        raise ValueError("lam must be a strictly increasing vector of length >= 2")
+    if u.shape[-1:] != lam.shape or np.any(u == 0):
+        raise ValueError(f"u_star must have shape (..., {lam.size}) with no zero entry")
+    iters = v.count(iters, "iters", minimum=1)
+    z2 = (lam * u) ** 2 / np.sum(lam * u**2, axis=-1, keepdims=True)
+
+    def root(lo, hi):
+        lo, hi = np.broadcast_to(lo, z2.shape[:-1]).copy(), np.broadcast_to(hi, z2.shape[:-1]).copy()
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            f = np.sum(z2 / (lam - mid[..., None]), axis=-1) - 1  # increasing in mu
+            lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+        return 0.5 * (lo + hi)
+
+    out = root(lam[-2], lam[-1]) / root(lam[0], lam[1])
+    return float(out) if out.ndim == 0 else out

@@ -131,3 +131,12 @@ def test_compare_acceleration_counts_steps_of_real_runs(problem, rng):
     assert np.array_equal(out.bngd_steps, bn) and out.bngd_steps_best == bn.min()
     assert np.isclose(out.speedup_best, out.gd_steps_best / bn.min())
     assert bnlib.linearize is linearize
+
+
+def test_kappa_star_eigenbasis_matches_dense(rng):
+    lam = np.logspace(0, 2, 12)
+    u = rng.standard_normal((40, 12))
+    dense = theory.kappa_star(np.broadcast_to(np.diag(lam), (40, 12, 12)), u)
+    assert np.allclose(linearize.kappa_star_eigenbasis(lam, u), dense, rtol=1e-10)
+    with pytest.raises(ValueError, match="increasing"):
+        linearize.kappa_star_eigenbasis(lam[::-1], u)
