@@ -90,6 +90,9 @@ class OLS:
         J* = ½ (c − u*ᵀ H u*), the minimum of J0 and of J.
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
+    excess_at_zero : float
+        J0(0) − J* = ½ u*ᵀg = ½ ‖u*‖²_H, the excess loss of the start w = 0 (the natural
+        scale of an excess loss).
 
     Raises
     ------
@@ -142,6 +145,11 @@ class OLS:
         return (f"OLS(d={self.d}, eigenvalues in [{lam[0]:.4g}, {lam[-1]:.4g}], "
                 f"min_loss={self.min_loss:.4g})")
 
+    @property
+    def excess_at_zero(self) -> float:
+        """J0(0) − J* = ½ u*ᵀg = ½ ‖u*‖²_H (the same bits as ``u_star @ g / 2``)."""
+        return float(self.u_star @ self.g / 2)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def random(cls, d, kappa, seed, noise=1.0) -> OLS:
@@ -183,10 +191,10 @@ class OLS:
         noise = float(v.finite_array(noise, "noise"))
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        from .sweeps import random_rotation  # sweeps builds on OLS
+
         rng = np.random.default_rng(seed)
-        Z = rng.standard_normal((d, d))
-        Q, R = np.linalg.qr(Z)
-        Q = Q * np.sign(np.diag(R))
+        Q = random_rotation(d, rng)
         lam = np.logspace(0.0, np.log10(kappa), d)
         H = (Q * lam) @ Q.T
         u = rng.standard_normal(d) / np.sqrt(d)
