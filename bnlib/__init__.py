@@ -8,6 +8,7 @@ Public API (a contract: chapters and outside code call these names)
 - :mod:`bnlib.theory` — closed-form rates and step-size limits.
 - :mod:`bnlib.flow` — the gradient flow of J(a, w), integrated with RK4 from many starts.
 - :mod:`bnlib.rates` — measured asymptotic contraction factors of runs.
+- :mod:`bnlib.linearize` — BNGD linearised near a minimiser; GD's best step; acceleration.
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
 - :mod:`bnlib.nn` — numpy MLPs with BN, trained by SGD over grids of step sizes in lockstep.
 - :mod:`bnlib.symbolic` — sympy helpers for the derivations (BN-loss calculus, moment
@@ -17,7 +18,7 @@ Public API (a contract: chapters and outside code call these names)
 
 import importlib
 
-from . import bn, flow, nn, rates, sweeps, theory
+from . import bn, flow, linearize, nn, rates, sweeps, theory
 from .descent import BNGDRun, GDRun, bngd, bngd_stack, gd, gd_stack
 from .ols import OLS
 
@@ -29,5 +30,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["OLS", "gd", "bngd", "gd_stack", "bngd_stack", "GDRun", "BNGDRun", "theory", "bn", "nn",
-           "flow", "rates", "symbolic", "sweeps"]
+           "flow", "linearize", "rates", "symbolic", "sweeps"]
 __version__ = "0.1.0"
