@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 
-def _short(x) -> str:
+def short(x) -> str:
     """A short printable form of ``x`` for error messages."""
     text = np.array2string(np.asarray(x), threshold=6, precision=4) if _is_array(x) else repr(x)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -24,15 +24,15 @@ def _is_array(x) -> bool:
 def as_real_array(x, name: str) -> np.ndarray:
     """Convert ``x`` to a float64 array; ``TypeError`` if it is not real numbers."""
     if isinstance(x, str | bytes) or x is None:
-        raise TypeError(f"{name} must be a real number or array of real numbers, got {_short(x)}")
+        raise TypeError(f"{name} must be a real number or array of real numbers, got {short(x)}")
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be a real number or array, got {_short(x)}") from exc
+        raise TypeError(f"{name} must be a real number or array, got {short(x)}") from exc
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}: {_short(x)}")
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}: {short(x)}")
     return arr.astype(np.float64)
 
 
@@ -40,7 +40,7 @@ def finite_array(x, name: str) -> np.ndarray:
     """Real float64 array with every entry finite, else ``ValueError``."""
     arr = as_real_array(x, name)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no inf or nan), got {_short(arr)}")
+        raise ValueError(f"{name} must be finite (no inf or nan), got {short(arr)}")
     return arr
 
 
@@ -48,7 +48,7 @@ def positive_array(x, name: str) -> np.ndarray:
     """Finite array with every entry > 0, else ``ValueError``."""
     arr = finite_array(x, name)
     if not np.all(arr > 0):
-        raise ValueError(f"{name} must be > 0, got {_short(arr)}")
+        raise ValueError(f"{name} must be > 0, got {short(arr)}")
     return arr
 
 
@@ -63,7 +63,7 @@ def positive_scalar(x, name: str) -> float:
 def count(x, name: str, minimum: int = 0) -> int:
     """A Python/numpy integer >= ``minimum`` (bools rejected)."""
     if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {_short(x)}")
+        raise TypeError(f"{name} must be an integer, got {short(x)}")
     if x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
     return int(x)
@@ -75,3 +75,73 @@ def vector_batch(x, name: str, d: int) -> np.ndarray:
     if arr.ndim == 0 or arr.shape[-1] != d:
         raise ValueError(f"{name} must have shape (..., {d}) for this problem, got shape {arr.shape}")
     return arr
+
+
+def rng(seed, name: str = "seed") -> np.random.Generator:
+    """A ``numpy.random.Generator``: ``seed`` itself if it is one, else ``default_rng(seed)``
+    for an integer seed ≥ 0."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(count(seed, name, minimum=0))
+
+
+def scalar_or_array(x, to=float):
+    """A 0-d result as a scalar (``to(x)``; ``to=None`` keeps the numpy scalar ``x[()]``),
+    any other array unchanged: the one place where results of batch shape () are unwrapped."""
+    if np.ndim(x) != 0:
+        return x
+    x = x[()] if isinstance(x, np.ndarray) else x
+    return x if to is None else to(x)
+
+
+def broadcast(**shapes) -> tuple:
+    """The broadcast of the named shapes, else ``ValueError`` listing them by name."""
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"shapes do not broadcast: {listed}") from None
+
+
+def blowup(x, name: str = "blowup") -> float:
+    """A divergence factor: a finite real number > 1."""
+    x = positive_scalar(x, name)
+    if x <= 1:
+        raise ValueError(f"{name} must be > 1, got {x}")
+    return x
+
+
+def spd(H, name: str = "H", *, stack: bool = False):
+    """Validate a finite, square, symmetric, positive definite matrix (or, with ``stack``, a
+    stack ``(..., d, d)`` of them) and return ``(H_sym, eigvals)``: the float64 copy
+    symmetrised exactly as ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape (..., d).
+
+    A diagonal H costs no eigendecomposition: its eigenvalues are its sorted diagonal.
+    """
+    H = finite_array(H, name)
+    if H.ndim != 2 and not (stack and H.ndim > 2):
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {H.shape}")
+    if H.shape[-1] != H.shape[-2] or H.shape[-1] == 0 or H.size == 0:
+        what = "a non-empty square matrix" if H.ndim == 2 else "a stack of non-empty square matrices"
+        raise ValueError(f"{name} must be {what}, got shape {H.shape}")
+    if is_diagonal(H):                                     # symmetric, eigenvalues known
+        lam = np.sort(np.diagonal(H, axis1=-2, axis2=-1), axis=-1)
+        H = H.copy()
+    else:
+        Ht = np.swapaxes(H, -1, -2)
+        scale = np.maximum(np.max(np.abs(H), axis=(-2, -1)), np.finfo(float).tiny)
+        asym = np.max(np.abs(H - Ht), axis=(-2, -1))
+        if np.any(asym > 1e-10 * scale):
+            raise ValueError(f"{name} must be symmetric; max |{name} - {name}.T| = {np.max(asym):.3g}")
+        H = 0.5 * (H + Ht)
+        lam = np.linalg.eigvalsh(H)
+    lam_min = np.min(lam[..., 0])
+    if not lam_min > 0:
+        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is {lam_min:.3g}")
+    return H, lam
+
+
+def is_diagonal(H) -> bool:
+    """Whether every matrix of the stack ``H`` (..., d, d) is diagonal (e.g. a problem written
+    in its eigenbasis, where H w is an elementwise product)."""
+    return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))

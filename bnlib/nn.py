@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _validate as v
 from .bn import batchnorm_backward, batchnorm_forward
+from .sweeps import log_width
 
 __all__ = ["Digits", "load_digits_split", "MLP", "SGDRun", "sgd", "sweep", "decades_above"]
 
@@ -690,12 +691,8 @@ def _evaluate_chunked(net, params, X, y, max_bytes):
 
 
 def decades_above(lr, score, threshold):
-    """How many decades of step size reach a score: the measure, in log10 units, of the
-    set of grid cells where ``score >= threshold``.
-
-    Each grid point stands for the cell between the geometric midpoints to its neighbours
-    (half a spacing beyond the ends), so on a grid with p points per decade every point
-    counts 1/p decade. ``nan`` scores count as not reaching the threshold.
+    """Decades of step size whose score reaches ``threshold``: the old name of
+    ``sweeps.log_width(score >= threshold, lr)`` (``nan`` scores count as not reaching it).
 
     Parameters
     ----------
@@ -715,17 +712,7 @@ def decades_above(lr, score, threshold):
         If ``lr`` is not an increasing positive 1-D array of ≥ 2 points or ``score`` does
         not end in its length.
     """
-    lr = v.positive_array(lr, "lr")
-    if lr.ndim != 1 or lr.size < 2 or np.any(np.diff(lr) <= 0):
-        raise ValueError(f"lr must be an increasing 1-D array of >= 2 step sizes, got {lr}")
     score = v.as_real_array(score, "score")
-    if score.ndim == 0 or score.shape[-1] != lr.size:
-        raise ValueError(f"score must have shape (..., {lr.size}), got {score.shape}")
     threshold = float(v.finite_array(threshold, "threshold"))
-    g = np.log10(lr)
-    mid = (g[1:] + g[:-1]) / 2
-    edges = np.concatenate([[g[0] - (mid[0] - g[0])], mid, [g[-1] + (g[-1] - mid[-1])]])
     with np.errstate(invalid="ignore"):
-        hit = np.nan_to_num(score, nan=-np.inf) >= threshold
-    width = hit @ np.diff(edges)
-    return float(width) if np.ndim(width) == 0 else width
+        return log_width(score >= threshold, lr)

@@ -1,5 +1,11 @@
 """Symbolic helpers (sympy) shared by the chapters' derivations.
 
+``import bnlib`` does not import sympy; it is loaded the first time ``bnlib.symbolic`` is used.
+
+- :func:`~bnlib.symbolic.bn_ols_calculus` — the matrix calculus of the BN loss
+  J(a, w) = ½ (c − 2 a p/√q + a²) with p = wᵀg and q = wᵀHw (chapters 04-07).
+- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data.
+
 The population losses of the book are expectations of polynomials of degree two in the data
 (x, y). With E[x] = 0 such an expectation is fixed by the moments H = E[x xᵀ], g = E[x y]
 and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replacement term by term.
@@ -7,11 +13,14 @@ and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replaceme
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from . import _validate as v
 
-__all__ = ["symmetric_matrix", "vector", "moment_symbols", "expect_quadratic"]
+__all__ = ["symmetric_matrix", "vector", "moment_symbols", "expect_quadratic", "BNOLSCalculus",
+           "bn_ols_calculus"]
 
 
 def symmetric_matrix(name: str, d: int) -> sp.Matrix:
@@ -96,3 +105,88 @@ def expect_quadratic(expr, x, y, H, g, c):
             raise ValueError("expr has a term linear in y alone; E[y] is not a moment of the model")
         # a term linear in x has expectation 0
     return sp.expand(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BNOLSCalculus:
+    """Symbols and chain-rule helpers for the BN loss of OLS (see :func:`bn_ols_calculus`).
+
+    Attributes
+    ----------
+    d : sympy.Symbol
+        The dimension (integer, positive).
+    w, g, u_star : sympy.MatrixSymbol, shape (d, 1)
+        The weight, g = E[x y] and the OLS solution u* (printed ``u^*``).
+    H : sympy.MatrixSymbol, shape (d, d)
+        H = E[x xᵀ]; :meth:`symmetric` applies Hᵀ = H.
+    identity : sympy.Identity
+        I_d.
+    a, c, p : sympy.Symbol
+        The BN scale, c = E[y²], and p = wᵀg (real).
+    q : sympy.Symbol
+        q = wᵀHw = ‖w‖²_H (positive).
+    J : sympy expression
+        J(a, w) = (c − 2 a p/√q + a²)/2 in the scalars p and q.
+    grad_p, grad_q : sympy matrix expressions, shape (d, 1)
+        ∇_w p = g and ∇_w q = 2 H w, as sympy differentiates them (with Hᵀ = H applied).
+    """
+
+    d: sp.Symbol
+    w: sp.MatrixSymbol
+    g: sp.MatrixSymbol
+    H: sp.MatrixSymbol
+    u_star: sp.MatrixSymbol
+    identity: sp.Identity
+    a: sp.Symbol
+    c: sp.Symbol
+    p: sp.Symbol
+    q: sp.Symbol
+    J: sp.Expr
+    grad_p: sp.MatrixExpr
+    grad_q: sp.MatrixExpr
+
+    def symmetric(self, M):
+        """``M`` with every Hᵀ replaced by H (H is symmetric)."""
+        return M.subs(self.H.T, self.H)
+
+    def grad_w(self, f):
+        """∇_w f for a scalar f(p(w), q(w)) by the chain rule: ∂f/∂p · g + ∂f/∂q · 2Hw (a column)."""
+        return sp.diff(f, self.p) * self.grad_p + sp.diff(f, self.q) * self.grad_q
+
+    def as_scalars(self, M):
+        """``M`` with the 1×1 products wᵀg and wᵀHw replaced by the symbols p and q."""
+        w, g, H = self.w, self.g, self.H
+        return M.subs({w.T * g: sp.Matrix([[self.p]]), w.T * H * w: sp.Matrix([[self.q]])}).doit()
+
+
+def bn_ols_calculus() -> BNOLSCalculus:
+    """The symbols and helpers for deriving with J(a, w) = ½ (c − 2 a wᵀg/‖w‖_H + a²).
+
+    The loss is written through two scalars, p = wᵀg and q = wᵀHw, so that gradients in w
+    follow from the chain rule ``grad_w(f) = ∂f/∂p ∇p + ∂f/∂q ∇q`` with ∇p = g and ∇q = 2Hw,
+    which sympy's matrix calculus supplies (``grad_p``, ``grad_q``). The names printed by
+    sympy are ``w``, ``g``, ``H``, ``u^*``, ``a``, ``c``, ``p``, ``q``, ``d``.
+
+    Returns
+    -------
+    BNOLSCalculus
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> s = bn_ols_calculus()
+    >>> sp.diff(s.J, s.a)
+    a - p/sqrt(q)
+    >>> sp.simplify(s.as_scalars(sp.expand(s.w.T * s.grad_w(s.J))))   # w ⟂ ∇_w J
+    Matrix([[0]])
+    """
+    d = sp.Symbol("d", integer=True, positive=True)
+    w, g = sp.MatrixSymbol("w", d, 1), sp.MatrixSymbol("g", d, 1)
+    H = sp.MatrixSymbol("H", d, d)
+    a, c, p = sp.symbols("a c p", real=True)
+    q = sp.Symbol("q", positive=True)
+    return BNOLSCalculus(
+        d=d, w=w, g=g, H=H, u_star=sp.MatrixSymbol("u^*", d, 1), identity=sp.Identity(d),
+        a=a, c=c, p=p, q=q, J=(c - 2 * a * p / sp.sqrt(q) + a**2) / 2,
+        grad_p=(w.T * g).diff(w).subs(H.T, H), grad_q=(w.T * H * w).diff(w).subs(H.T, H),
+    )

@@ -215,3 +215,19 @@ def test_bn_to_ols(problem, rng):
     u = problem.bn_to_ols(a, w)
     assert np.isclose(np.sqrt(u @ problem.H @ u), abs(a))
     assert np.isclose(problem.loss(u), problem.bn_loss(a, w))
+
+
+def test_excess_at_zero_is_loss_at_zero_minus_min_loss():
+    p = OLS.random(5, 30.0, seed=8, noise=0.3)
+    assert np.isclose(p.excess_at_zero, float(p.loss(np.zeros(5))) - p.min_loss, rtol=1e-12)
+    assert np.isclose(p.excess_at_zero, 0.5 * float(p.h_norm(p.u_star)) ** 2, rtol=1e-12)
+    assert p.excess_at_zero == float(p.u_star @ p.g / 2)     # the bits chapters printed before
+
+
+def test_random_uses_random_rotation():
+    """OLS.random's H is Q diag(logspace) Q^T with Q = random_rotation drawn from its seed."""
+    from bnlib.sweeps import random_rotation
+
+    p = OLS.random(4, 100.0, seed=3)
+    Q = random_rotation(4, np.random.default_rng(3))
+    assert np.allclose(p.H, (Q * np.logspace(0, 2, 4)) @ Q.T, rtol=1e-12)

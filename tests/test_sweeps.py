@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bnlib import OLS, bngd, gd
-from bnlib.sweeps import eigen_problem, log_width
+from bnlib.sweeps import eigen_problem, log_width, random_rotation
 
 
 def test_eigen_problem_moments():
@@ -84,7 +84,6 @@ def test_log_width_of_intervals_and_holes():
     "ok, lr, err, match",
     [
         (np.ones(3), np.logspace(0, 1, 3), TypeError, "boolean"),
-        (np.ones(3, bool), np.array([1.0, 2.0, 5.0]), ValueError, "equally spaced"),
         (np.ones(3, bool), np.logspace(1, 0, 3), ValueError, "increasing"),
         (np.ones(3, bool), np.array([1.0]), ValueError, "at least 2"),
         (np.ones(4, bool), np.logspace(0, 1, 3), ValueError, "3 entries"),
@@ -94,3 +93,63 @@ def test_log_width_of_intervals_and_holes():
 def test_log_width_bad_input(ok, lr, err, match):
     with pytest.raises(err, match=match):
         log_width(ok, lr)
+
+
+def test_log_width_cells_by_hand():
+    """Each point counts its cell between geometric midpoints, half a spacing beyond the ends."""
+    lr = np.logspace(0, 4, 9)                 # 2 points per decade: each counts 1/2 decade
+    score = np.array([0.1, 0.5, 0.91, 0.95, 0.9, 0.2, np.nan, 0.93, 0.92])
+    assert np.isclose(log_width(score >= 0.9, lr), 2.5)     # 5 points >= 0.9, nan outside
+    assert log_width(score >= 0.99, lr) == 0.0
+    assert np.isclose(log_width(np.ones(9, bool), lr), 4.5)
+    # log-grid 0, 1, 3: cell edges -0.5, 0.5, 2, 4, so the outer cells measure 1 and 2
+    assert np.isclose(log_width(np.array([True, False, True]), [1.0, 10.0, 1000.0]), 3.0)
+    assert np.isclose(log_width(np.array([False, True, False]), [1.0, 10.0, 1000.0]), 1.5)
+
+
+def test_log_width_equals_count_times_spacing_on_uniform_grids():
+    rng = np.random.default_rng(3)
+    for n, lo, hi in [(5, -3.0, 1.0), (40, 0.0, 7.5), (2, 1.0, 1.5)]:
+        lr = np.logspace(lo, hi, n)
+        ok = rng.random((4, n)) < 0.5
+        assert np.allclose(log_width(ok, lr), ok.sum(axis=1) * (hi - lo) / (n - 1), rtol=1e-12)
+
+
+def test_random_rotation_is_orthogonal_unique_and_reproducible():
+    Q = random_rotation(6, seed=4)
+    assert np.allclose(Q @ Q.T, np.eye(6), atol=1e-13)
+    assert np.array_equal(Q, random_rotation(6, seed=4))
+    # signs fixed: Q^T Z is upper triangular with a positive diagonal (the unique QR)
+    Z = np.random.default_rng(4).standard_normal((6, 6))
+    R = Q.T @ Z
+    assert np.allclose(np.tril(R, -1), 0.0, atol=1e-12) and np.all(np.diag(R) > 0)
+    stack = random_rotation(3, np.random.default_rng(1), batch=(5, 2))
+    assert stack.shape == (5, 2, 3, 3)
+    assert np.allclose(stack @ np.swapaxes(stack, -1, -2), np.eye(3), atol=1e-13)
+    assert not np.allclose(stack[0, 0], stack[0, 1])
+
+
+def test_random_rotation_is_haar():
+    """For Haar Q, the entry Q[0, 0] has E = 0 and E[Q00^2] = 1/d, and det is +-1 equally often."""
+    d, n = 4, 20000
+    Q = random_rotation(d, seed=11, batch=(n,))
+    q00 = Q[:, 0, 0]
+    assert abs(q00.mean()) < 5 * np.sqrt(1 / d / n)
+    assert abs(np.mean(q00**2) - 1 / d) < 5 * np.std(q00**2) / np.sqrt(n)
+    frac = np.mean(np.linalg.det(Q) > 0)
+    assert abs(frac - 0.5) < 5 * 0.5 / np.sqrt(n)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(d=0, seed=0), ValueError, "d must be"),
+        (dict(d=2, seed=-1), ValueError, "seed"),
+        (dict(d=2, seed=1.0), TypeError, "seed"),
+        (dict(d=2, seed=0, batch=3), TypeError, "batch"),
+        (dict(d=2, seed=0, batch=(2.0,)), TypeError, "batch"),
+    ],
+)
+def test_random_rotation_bad_input(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        random_rotation(**kwargs)

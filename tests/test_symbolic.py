@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 
 from bnlib import OLS
-from bnlib.symbolic import expect_quadratic, moment_symbols, symmetric_matrix, vector
+from bnlib.symbolic import bn_ols_calculus, expect_quadratic, moment_symbols, symmetric_matrix, vector
 
 
 def centred(n, d, seed):
@@ -57,3 +57,43 @@ def test_bad_input():
         symmetric_matrix("H", 0)
     with pytest.raises(TypeError, match="name"):
         vector("", 2)
+
+
+def test_bn_ols_calculus_against_ols_bn_grad():
+    """grad_w(J) and dJ/da, evaluated at a numeric point, equal OLS.bn_grad (an independent
+    numpy implementation), and J equals OLS.bn_loss."""
+    s = bn_ols_calculus()
+    p = OLS.random(4, 10.0, seed=2)
+    w = np.random.default_rng(5).standard_normal(4)
+    a = 0.8
+    num = {s.p: float(w @ p.g), s.q: float(w @ p.H @ w), s.a: a, s.c: p.c}
+    dJ_dw = s.symmetric(s.grad_w(s.J))
+    # dJ_dw = phi1 g + phi2 H w with scalar coefficients in (a, p, q)
+    phi1, phi2 = sp.diff(s.J, s.p), 2 * sp.diff(s.J, s.q)
+    assert sp.simplify(s.symmetric(sp.expand(dJ_dw - (phi1 * s.g + phi2 * s.H * s.w)))) \
+        == sp.ZeroMatrix(s.d, 1)
+    grad = float(phi1.subs(num)) * p.g + float(phi2.subs(num)) * (p.H @ w)
+    da, dw = p.bn_grad(a, w)
+    assert np.allclose(grad, dw, rtol=1e-12)
+    assert np.isclose(float(sp.diff(s.J, s.a).subs(num)), da, rtol=1e-12)
+    assert np.isclose(float(s.J.subs(num)), p.bn_loss(a, w), rtol=1e-12)
+
+
+def test_bn_ols_calculus_helpers():
+    s = bn_ols_calculus()
+    assert s.grad_p == s.g
+    assert sp.simplify(s.grad_q - 2 * s.H * s.w) == sp.ZeroMatrix(s.d, 1)
+    # scale invariance of J in w: w^T grad_w J = 0 (p, q homogeneous of degree 1 and 2)
+    assert s.as_scalars(sp.expand(s.w.T * s.grad_w(s.J))).applyfunc(sp.simplify) == sp.zeros(1, 1)
+    assert s.symmetric(s.H.T * s.w) == s.H * s.w
+    assert str(s.u_star) == "u^*" and s.identity == sp.Identity(s.d)
+    assert s.q.is_positive and s.p.is_real and s.d.is_integer
+
+
+def test_import_bnlib_does_not_import_sympy():
+    import subprocess
+    import sys
+
+    code = "import sys, bnlib; assert 'sympy' not in sys.modules; bnlib.symbolic.vector; " \
+           "assert 'sympy' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,144 @@
+"""The network study of the book in one place: its settings, the windows of step sizes it
+reports, and the effective step of a BN unit.
+
+The networks chapter and the summary both call :func:`softmax_quadratic` and
+:func:`window_decades`, so the two pages report one measurement, not two.
+
+The effective step of a BN unit is the network analogue of BNGD's
+ε̂ = ε a² / ‖w‖²_H on OLS: unit j of a layer computes γ_j (z_j − μ_j) / sqrt(σ_j² + ε_BN) + β_j
+with z_j = x·w_j, so a step ε on w_j turns the unit's output by about
+ε γ_j² / (σ_j² + ε_BN), where σ_j² (the batch variance of z_j) plays the role of ‖w‖²_H and
+γ_j that of a.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+from .bn import batchnorm_forward
+from .nn import MLP, decades_above, sweep
+
+__all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
+           "effective_steps"]
+
+#: The grid of ε of the study: 10^-2 to 10^6, four points per decade.
+SOFTMAX_LR = np.logspace(-2, 6, 33)
+#: Repetitions (seeds) and epochs (13 SGD steps of batch 100 each on the digits).
+SOFTMAX_SEEDS = (0, 1, 2)
+SOFTMAX_EPOCHS = 3
+
+
+def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
+    """The study's main experiment: softmax regression 64 → 10 with the quadratic loss.
+
+    The three variants of :func:`bnlib.nn.sweep` (``"gd"``, ``"bn"``, ``"bn_split"``) on the
+    grid :data:`SOFTMAX_LR` (or ``lr``), with the study's seeds and epochs.
+
+    Parameters
+    ----------
+    data : bnlib.nn.Digits
+    lr_a : array_like, shape (A,)
+        The values of ε_a for ``"bn_split"``.
+    epochs : int
+    seeds : sequence of int
+    lr : array_like or None
+        Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
+
+    Returns
+    -------
+    dict of bnlib.nn.SGDRun
+        As :func:`bnlib.nn.sweep`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`bnlib.nn.sweep`.
+    """
+    grid = SOFTMAX_LR if lr is None else lr
+    return sweep((data.X_train.shape[1], 10), "quadratic", data, grid, lr_a, epochs=epochs,
+                 seeds=seeds)
+
+
+def window_decades(runs, threshold):
+    """Decades of ε whose mean test accuracy over the seeds reaches ``threshold``.
+
+    A diverged model counts as not reaching it (its accuracy is ``nan``).
+
+    Parameters
+    ----------
+    runs : dict of bnlib.nn.SGDRun
+        As from :func:`softmax_quadratic` or :func:`bnlib.nn.sweep`: ``test_acc`` of shape
+        (S, n) or (S, A, n) along the grid ``lr``.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n)).
+
+    Raises
+    ------
+    TypeError
+        If ``runs`` is not a dict of runs.
+    ValueError
+        As :func:`bnlib.nn.decades_above`.
+    """
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    out = {}
+    for name, run in runs.items():
+        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+        grid = run.lr.reshape(-1, acc.shape[-1])[0]
+        out[name] = decades_above(grid, acc, threshold)
+    return out
+
+
+def effective_steps(net, params, X, lr):
+    """Effective step ε γ_j² / (σ_j² + ε_BN) of every BN unit, on one batch in training mode.
+
+    Parameters
+    ----------
+    net : bnlib.nn.MLP
+        A network with BN.
+    params : dict of numpy.ndarray
+        Model shape P (as from :meth:`bnlib.nn.MLP.init` or ``SGDRun.params``).
+    X : array_like, shape (B, d_in)
+        The batch whose statistics define σ_j² (e.g. the whole training set).
+    lr : float or array_like
+        ε, broadcasting with P.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One array per layer, shape (P..., n_out).
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an MLP.
+    ValueError
+        If ``net`` has no BN, the parameters or data do not fit it, or ``lr`` is not positive.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
+    if not net.bn:
+        raise ValueError("effective_steps needs a network with BN")
+    params, P = net._check_params(params)
+    X = v.finite_array(X, "X")
+    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
+        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    lr = v.positive_array(lr, "lr")
+    try:
+        lr_b = np.broadcast_to(lr, P)[..., None]
+    except ValueError:
+        raise ValueError(f"lr of shape {lr.shape} does not broadcast with the model shape {P}") from None
+    out, a = [], X
+    for layer in range(net.depth):
+        z = a @ params[f"W{layer}"]
+        gamma = params[f"gamma{layer}"]
+        var = z.var(axis=-2)
+        out.append(lr_b * gamma[..., 0, :] ** 2 / (var + net.eps))
+        y, _ = batchnorm_forward(z, gamma, params[f"beta{layer}"], eps=net.eps, axis=z.ndim - 2)
+        a = np.maximum(y, 0.0)
+    return out

@@ -1,0 +1,83 @@
+"""bnlib.netstudies against independent computations: per-unit numpy loops for the effective
+step, the scaling law for its invariance, and a hand count of grid cells for the windows."""
+
+import numpy as np
+import pytest
+
+from bnlib import netstudies
+from bnlib.nn import MLP, SGDRun
+
+
+def naive_effective(net, params, X, lr):
+    """One unit at a time, the BN layer written out with numpy's own mean and var."""
+    out, a = [], X
+    for layer in range(net.depth):
+        W, g, b = params[f"W{layer}"], params[f"gamma{layer}"][0], params[f"beta{layer}"][0]
+        z = a @ W
+        eff = np.array([lr * g[j] ** 2 / (np.var(z[:, j]) + net.eps) for j in range(z.shape[1])])
+        out.append(eff)
+        a = np.maximum(g * (z - z.mean(0)) / np.sqrt(z.var(0) + net.eps) + b, 0)
+    return out
+
+
+def test_effective_steps_match_a_per_unit_loop():
+    rng = np.random.default_rng(0)
+    net = MLP((5, 4, 3), bn=True, loss="quadratic")
+    params = net.init(1)
+    params["gamma0"] = rng.uniform(0.5, 2, (1, 4))
+    params["gamma1"] = rng.uniform(0.5, 2, (1, 3))
+    params["beta0"] = rng.normal(size=(1, 4))
+    X = rng.normal(size=(20, 5))
+    got = netstudies.effective_steps(net, params, X, 0.3)
+    want = naive_effective(net, params, X, 0.3)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_effective_steps_obey_the_scaling_law_and_batch_over_models():
+    net = MLP((6, 5, 3), bn=True, loss="quadratic", eps=0.0)
+    X = np.random.default_rng(2).normal(size=(30, 6))
+    base = net.init(0)
+    scaled = net.init(0, shape=(2,), weight_scale=4.0)
+    e1 = netstudies.effective_steps(net, base, X, 0.5)
+    e2 = netstudies.effective_steps(net, scaled, X, np.array([0.5, 16.0 * 0.5]))
+    for a, b in zip(e1, e2, strict=True):
+        assert b.shape == (2,) + a.shape
+        np.testing.assert_allclose(b[1], a, rtol=1e-12)        # r = 4, step r^2 eps
+        np.testing.assert_allclose(b[0], a / 16.0, rtol=1e-12)  # r = 4, same eps
+
+
+def test_effective_steps_rejects_bad_input():
+    X = np.zeros((4, 3)) + np.arange(4)[:, None]
+    with pytest.raises(ValueError, match="BN"):
+        netstudies.effective_steps(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0), X, 1.0)
+    net = MLP((3, 2), bn=True)
+    with pytest.raises(ValueError, match="lr"):
+        netstudies.effective_steps(net, net.init(0), X, -1.0)
+    with pytest.raises(ValueError, match="X"):
+        netstudies.effective_steps(net, net.init(0), X[:, :2], 1.0)
+    with pytest.raises(TypeError, match="net"):
+        netstudies.effective_steps("net", {}, X, 1.0)
+
+
+def fake_run(acc, lr, diverged=None):
+    acc = np.asarray(acc, dtype=float)
+    div = np.zeros(acc.shape, bool) if diverged is None else diverged
+    z = np.zeros(acc.shape)
+    return SGDRun(lr=np.broadcast_to(lr, acc.shape[1:]).copy(), lr_a=z[0], seeds=(0, 1),
+                  batch_loss=z[None], train_loss=z, train_acc=z, test_loss=z, test_acc=acc,
+                  diverged=div, params=None, epochs=1, batch_size=2)
+
+
+def test_window_decades_counts_grid_cells_of_the_seed_mean():
+    lr = np.logspace(0, 2, 9)                  # 4 points per decade: each counts 0.25
+    acc = np.array([[0.1, 0.9, 0.9, 0.9, 0.5, 0.9, 0.9, 0.2, 0.1],
+                    [0.1, 0.75, 0.9, 0.9, 0.5, 0.9, 0.9, 0.2, 0.1]])
+    div = np.zeros_like(acc, dtype=bool)
+    div[0, 6] = True                           # a diverged seed removes its grid point
+    split = np.stack([acc, acc], axis=1)       # (S, A, n)
+    out = netstudies.window_decades({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
+    assert out["gd"] == pytest.approx(4 * 0.25)          # points 1 (mean 0.825), 2, 3, 5
+    np.testing.assert_allclose(out["bn_split"], [5 * 0.25, 5 * 0.25])
+    with pytest.raises(TypeError, match="runs"):
+        netstudies.window_decades([1], 0.8)

@@ -1,0 +1,146 @@
+"""bnlib.windows against exact piecewise-linear widths, GD's closed form and a hand-written BNGD."""
+
+import numpy as np
+import pytest
+
+from bnlib.sweeps import eigen_problem
+from bnlib.windows import crossing_width, lr_study, lr_windows, standard_windows
+
+
+def test_crossing_width_is_exact_for_piecewise_linear_data():
+    """y = |x - 0| - r in x = log10 ε, with the kink on a grid point: interpolation is exact,
+    so the set {y <= 0} has width 2r whatever the grid spacing and the offset of r."""
+    for n in (9, 17, 41):
+        lr = np.logspace(-2, 2, n)
+        x = np.log10(lr)
+        for r in (0.37, 1.0, 1.61):
+            assert np.isclose(crossing_width(np.abs(x) - r, lr, 0.0), 2 * r, atol=1e-12)
+    # a hole: two V-shaped windows of half-widths 0.3 and 0.2 around x = -1 and x = 1
+    lr = np.logspace(-2, 2, 81)
+    x = np.log10(lr)
+    y = np.minimum(np.abs(x + 1) - 0.3, np.abs(x - 1) - 0.2)
+    assert np.isclose(crossing_width(y, lr, 0.0), 1.0, atol=1e-12)
+    # a level per row and a non-uniform grid
+    lr2 = np.array([1e-3, 1e-2, 3e-2, 1.0, 5.0])
+    y2 = np.log10(lr2)[None, :] * np.array([[1.0], [-1.0]])   # y = x and y = -x
+    got = crossing_width(y2, lr2, np.array([-1.5, 0.0]))
+    assert np.allclose(got, [np.log10(10**-1.5 / 1e-3), np.log10(5.0)], atol=1e-12)
+
+
+def test_crossing_width_non_finite_points():
+    lr = np.logspace(0, 4, 5)                                   # spacing one decade
+    y = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+    assert np.isclose(crossing_width(y, lr, 0.0), 2.0)          # half of each end interval
+    y_div = np.array([1.0, -1.0, -1.0, np.inf, np.nan])       # diverged: crossing at the finite point
+    assert np.isclose(crossing_width(y_div, lr, 0.0), 1.5)
+    y_zero = np.array([1.0, -np.inf, -1.0, 1.0, 1.0])          # excess exactly 0: deep inside
+    assert np.isclose(crossing_width(y_zero, lr, 0.0), 2.5)
+    assert crossing_width(np.full(5, np.inf), lr, 0.0) == 0.0
+
+
+def test_crossing_width_rejects_bad_input():
+    lr = np.logspace(0, 1, 3)
+    with pytest.raises(TypeError, match="y"):
+        crossing_width(np.array([True, False, True]), lr, 0.0)
+    with pytest.raises(ValueError, match="lr"):
+        crossing_width(np.zeros(3), lr[::-1], 0.0)
+    with pytest.raises(ValueError, match="y must have 3"):
+        crossing_width(np.zeros(4), lr, 0.0)
+    with pytest.raises(ValueError, match="level"):
+        crossing_width(np.zeros((2, 3)), lr, np.zeros(3))
+
+
+def test_gd_window_matches_the_closed_form():
+    """GD from 0 on H = diag(λ): e_K = (1 - ελ)^K u*, so the relative excess after K steps is
+    Σ λ_i (1 - ελ_i)^{2K} u_i² / Σ λ_i u_i². Its window, found by bisection on the closed
+    form, agrees with the interpolated width of the runs on a grid of 8 points per decade."""
+    lam = np.logspace(0, 1, 8)
+    probs = [eigen_problem(lam, seed=s) for s in range(2)]
+    K, tol = 300, 1e-6
+    lr = np.logspace(-3, 0, 25)
+    out = lr_windows(probs, lr, K, tol, np.ones(8))
+
+    def rel(p, eps):
+        u = p.u_star
+        return np.sum(lam * (1 - eps * lam) ** (2 * K) * u**2) / np.sum(lam * u**2)
+
+    for p, w, r in zip(probs, out.gd, out.rel_gd, strict=True):
+        conv = lr < 2 / lam.max()
+        exact = np.array([rel(p, e) for e in lr[conv]])
+        big = exact > 1e-12                                   # below that both are rounding noise
+        assert np.allclose(r[conv][big], exact[big], rtol=1e-6) and np.all(r[conv][~big] < 1e-11)
+        assert np.all(np.isinf(r[~conv]))
+
+        def root(p, lo, hi, inside_low):                       # bisection in log10 ε
+            for _ in range(60):
+                mid = np.sqrt(lo * hi)
+                if (rel(p, mid) <= tol) == inside_low:
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        left = root(p, 1e-3, 0.1, False)
+        right = root(p, 0.1, 2 / lam.max(), True)
+        # the right end sits next to divergence, where the grid gives a lower bound
+        assert 0 <= np.log10(right / left) - w < np.log10(lr[1] / lr[0])
+        assert abs(np.log10(right / left) - w) < 0.08
+
+
+def test_bngd_excess_matches_a_hand_written_loop():
+    lam = np.array([1.0, 3.0, 7.0])
+    p = eigen_problem(lam, seed=4)
+    w0 = np.array([0.3, -1.0, 0.5])
+    lr = np.array([0.05, 0.5, 5.0])
+    out = lr_windows([p], lr, [7, 20], 1e-3, w0, a0=0.7, lr_a=0.5, gd=False)
+    assert out.gd is None and out.rel_bngd.shape == (1, 3, 2)
+    H, g = np.diag(lam), p.g
+    for i, eps in enumerate(lr):
+        a, w = 0.7, w0.copy()
+        for k in range(1, 21):
+            n = np.sqrt(w @ H @ w)
+            da = a - w @ g / n
+            dw = -(a / n) * (g - (w @ g) / n**2 * H @ w)
+            a, w = a - 0.5 * da, w - eps * dw
+            if k in (7, 20):
+                u = a * w / np.sqrt(w @ H @ w)
+                rel = 0.5 * (u - p.u_star) @ H @ (u - p.u_star) / (0.5 * p.u_star @ g)
+                assert np.isclose(out.rel_bngd[0, i, [7, 20].index(k)], rel, rtol=1e-9)
+
+
+def test_several_budgets_equal_separate_calls_and_a0_axis():
+    probs, w0 = lr_study(10.0, d=6, n_seeds=2)
+    lr = np.logspace(-3, 3, 13)
+    both = lr_windows(probs, lr, [50, 200], 1e-4, w0, a0=np.array([1.0, 0.1]))
+    assert both.bngd.shape == (2, 2, 2) and both.gd.shape == (2, 2)
+    for j, K in enumerate((50, 200)):
+        one = lr_windows(probs, lr, K, 1e-4, w0, a0=np.array([1.0, 0.1]))
+        assert np.array_equal(one.bngd, both.bngd[..., j]) and np.array_equal(one.gd, both.gd[:, j])
+        assert one.steps == K
+
+
+def test_lr_study_and_standard_windows():
+    probs, w0 = lr_study(100.0, d=5, n_seeds=3, seed=1)
+    assert len(probs) == 3 and np.allclose(np.linalg.norm(w0, axis=1), 1.0)
+    assert np.allclose(probs[2].u_star, eigen_problem(np.logspace(0, 2, 5), seed=2).u_star)
+    out = standard_windows(10.0, d=4, n_seeds=2, per_decade=2)
+    assert out.bngd.shape == (2,) and out.steps == 10_000 and out.tol == 1e-6
+    assert np.all(out.bngd > out.gd) and np.all(out.gd > 0)
+    again = standard_windows(10.0, d=4, n_seeds=2, per_decade=2)
+    assert np.array_equal(out.bngd, again.bngd)                  # deterministic
+
+
+def test_lr_windows_rejects_bad_input():
+    probs, w0 = lr_study(10.0, d=3, n_seeds=2)
+    lr = np.logspace(-2, 1, 4)
+    with pytest.raises(ValueError, match="tol"):
+        lr_windows(probs, lr, 10, 1.5, w0)
+    with pytest.raises(ValueError, match="problems"):
+        lr_windows([], lr, 10, 1e-3, w0)
+    with pytest.raises(ValueError, match="w0"):
+        lr_windows(probs, lr, 10, 1e-3, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="lr"):
+        lr_windows(probs, lr[::-1], 10, 1e-3, w0)
+    with pytest.raises(ValueError, match="steps"):
+        lr_windows(probs, lr, 0, 1e-3, w0)
+    with pytest.raises(ValueError, match="kappa"):
+        lr_study(0.5)
