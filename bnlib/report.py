@@ -54,25 +54,11 @@ def _digits(digits, name: str, low: int) -> int:
 
 
 def sig(x, digits: int = 3) -> float | int:
-    """``x`` rounded to ``digits`` significant digits.
+    """``x`` (a real scalar: float, int or 0-d array) rounded to ``digits`` >= 1 significant digits.
 
     Integers are returned unchanged (a count is exact); ``inf`` and ``nan`` pass through.
-
-    Parameters
-    ----------
-    x : float, int or 0-d numpy.ndarray
-    digits : int, >= 1
-
-    Returns
-    -------
-    float or int
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not a real scalar.
-    ValueError
-        If ``digits`` is not an integer >= 1.
+    Raises ``TypeError`` if ``x`` is not a real scalar and ``ValueError`` if ``digits`` is not
+    an integer >= 1.
     """
     x = _scalar(x, "x")
     digits = _digits(digits, "digits", 1)
@@ -82,23 +68,10 @@ def sig(x, digits: int = 3) -> float | int:
 
 
 def fixed(x, decimals: int = 2) -> float | int:
-    """``x`` rounded to ``decimals`` digits after the decimal point (integers unchanged).
+    """``x`` rounded to ``decimals`` >= 0 places after the decimal point, as a float.
 
-    Parameters
-    ----------
-    x : float, int or 0-d numpy.ndarray
-    decimals : int, >= 0
-
-    Returns
-    -------
-    float or int
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not a real scalar.
-    ValueError
-        If ``decimals`` is not an integer >= 0.
+    Integers are returned unchanged. Bad input raises as in :func:`sig` (``decimals`` is
+    named in the ``ValueError``).
     """
     x = _scalar(x, "x")
     decimals = _digits(decimals, "decimals", 0)

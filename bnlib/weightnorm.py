@@ -31,15 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
-from .descent import BNGDRun, _batch_shape, _check_problem, _common, _Data, _finish, _scalarise, _stack
+from ._engine import check_problem as _check_problem
+from ._engine import normalized_run
+from ._layout import _Data, _stack
 from .ols import check_spd
+from .runs import BNGDRun
 
 __all__ = ["WNGDRun", "wn_loss", "wn_grad", "wngd", "wngd_stack", "wn_jacobian",
            "wn_effective_hessian", "wn_effective_eigvals", "wn_kappa", "wn_rate",
            "wn_kappa_eff"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WNGDRun(BNGDRun):
     """The result of :func:`~bnlib.weightnorm.wngd`: the fields of
     :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` = J_WN − J*
@@ -111,87 +114,9 @@ def wn_grad(problem, a, w):
 
 
 # ---------------------------------------------------------------------------- runs
-def _engine(data, W, A, eps, eps_a, steps, tol, record, blowup):
-    """N WNGD runs together; W (N, d) or (S, N, d), A, eps, eps_a (N,) or (S, N)."""
-    H, hdiag, u, jstar = data.H, data.hdiag, data.u, data.jstar
-    names = ["loss", "excess", "lr_eff", "w_norm"] + (["w", "a"] if record == "all" else [])
-    rows = [[] for _ in names]
-    alive = np.ones(W.shape[:-1], dtype=bool)
-    limit = None
-    k = 0
-    length = steps + 1
-    with np.errstate(all="ignore"):
-        while True:
-            n2 = np.vecdot(W, W)
-            n = np.sqrt(n2)
-            E = W * (A / n)[..., None] - u                 # u_k − u*
-            HE = E * hdiag if hdiag is not None else np.matmul(E, H)   # r = H u − g
-            exc = 0.5 * np.vecdot(E, HE)
-            loss = jstar + exc
-            if limit is None:
-                limit = blowup * np.maximum(loss, 0.5 * data.c)
-            alive &= (loss <= limit) & np.isfinite(n) & np.isfinite(A)
-            rec = (np.where(alive, loss, np.inf), np.where(alive, exc, np.inf),
-                   np.where(alive, eps * A * A / n2, np.nan), np.where(alive, n, np.nan))
-            if record == "all":
-                rec += (np.where(alive[..., None], W, np.nan), np.where(alive, A, np.nan))
-            for row, x in zip(rows, rec, strict=True):
-                row.append(x)
-            if k == steps or not alive.any():
-                break
-            if tol is not None and np.all(exc[alive] <= tol):
-                length = k + 1
-                break
-            da = np.vecdot(HE, W) / n                      # ŵᵀ r
-            G = (HE - W * (da / n)[..., None]) * (A / n)[..., None]
-            W = W - eps[..., None] * G
-            A = A - eps_a * da
-            k += 1
-    out = {nm: _finish(row, k, length) for nm, row in zip(names, rows, strict=True)}
-    out["alive"] = alive
-    out["w_final"] = np.where(alive[..., None], W, np.nan)
-    out["a_final"] = np.where(alive, A, np.nan)
-    return out
-
-
-def _launch(data, B, lr, lr_a, a0, w0, steps, tol, record, blowup):
-    d = data.d
-    flat = (() if data.S is None else (data.S,)) + (-1,)
-    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat + (d,))
-    eps_b, eps_a_b = np.broadcast_to(lr, B), np.broadcast_to(lr_a, B)
-    eps = np.ascontiguousarray(eps_b).reshape(flat)
-    eps_a = np.ascontiguousarray(eps_a_b).reshape(flat)
-    A = np.array(np.broadcast_to(a0, B), dtype=float).reshape(flat)
-    res = _engine(data, W, A, eps, eps_a, steps, tol, record, blowup)
-
-    def shaped(x, tail=()):
-        return None if x is None else x.reshape(x.shape[:1] + B + tail)
-
-    return WNGDRun(
-        w=shaped(res.get("w"), (d,)), loss=shaped(res["loss"]), excess=shaped(res["excess"]),
-        diverged=_scalarise(~res["alive"].reshape(B)), lr=_scalarise(eps_b.copy()),
-        w_final=res["w_final"].reshape(B + (d,)), steps=steps, a=shaped(res.get("a")),
-        lr_eff=shaped(res["lr_eff"]), w_norm=shaped(res["w_norm"]),
-        lr_a=_scalarise(eps_a_b.copy()), a_final=_scalarise(res["a_final"].reshape(B)))
-
-
 def _wngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
-    lr, steps, tol, blowup = _common(lr, steps, tol, record, blowup)
-    lr_a = v.positive_array(lr_a, "lr_a")
-    a0 = v.finite_array(a0, "a0")
-    w0 = v.vector_batch(w0, "w0", data.d)
-    shapes = [lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]]
-    if data.S is None:
-        try:
-            B = np.broadcast_shapes(*shapes)
-        except ValueError:
-            raise ValueError(f"shapes do not broadcast: lr {lr.shape}, lr_a {lr_a.shape}, "
-                             f"a0 {a0.shape}, w0 {w0.shape}") from None
-    else:
-        B = _batch_shape(data, shapes, ["lr", "lr_a", "a0", "w0[..., 0]"])
-    if np.any(np.vecdot(w0, w0) <= 0):
-        raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
-    return _launch(data, B, lr, lr_a, a0, w0, steps, tol, record, blowup)
+    # The engine of GD and BNGD, with the Euclidean norm in the shared BN/WN kernel.
+    return normalized_run("wn", data, lr, steps, a0, w0, lr_a, tol, record, blowup, WNGDRun)
 
 
 def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
