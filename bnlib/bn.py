@@ -15,7 +15,7 @@ from . import _validate as v
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batch_std_mean"]
 
 
-def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
+def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
     """Training-mode batch normalization.
 
     Parameters
@@ -24,8 +24,9 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
         A mini-batch of N ≥ 2 examples.
     gamma, beta : array_like
         Scale and shift, broadcast against the normalised features (shape (D,) for 2-D x).
-    eps : float
+    var_offset : float, default 1e-5
         Added to the variance, ≥ 0 (0 gives the exact normalisation N of the slides).
+        Positional as before; the keyword ``eps=`` (the old name) is still accepted.
     axis : int
         The batch axis.
 
@@ -51,9 +52,15 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
         raise ValueError(f"x needs at least 2 examples along axis {axis}, got shape {x.shape}")
     gamma = v.finite_array(gamma, "gamma")
     beta = v.finite_array(beta, "beta")
-    eps = float(v.finite_array(eps, "eps"))
+    if eps is not None:                              # the old keyword name
+        if var_offset is not None:
+            raise TypeError("give var_offset or its old name eps, not both")
+        var_offset, vname = eps, "eps"
+    else:
+        var_offset, vname = 1e-5 if var_offset is None else var_offset, "var_offset"
+    eps = float(v.finite_array(var_offset, vname))
     if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+        raise ValueError(f"{vname} must be >= 0, got {eps}")
     for name, p in (("gamma", gamma), ("beta", beta)):
         try:
             np.broadcast_shapes(p.shape, x.shape)
@@ -64,7 +71,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, axis=0):
     xc = x - mu
     var = np.mean(xc * xc, axis=axis, keepdims=True)
     if eps == 0 and np.any(var == 0):
-        raise ValueError("a feature of x is constant over the batch; use eps > 0")
+        raise ValueError("a feature of x is constant over the batch; use var_offset > 0")
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = xc * inv_std
     y = gamma * xhat + beta

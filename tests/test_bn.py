@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -24,8 +24,7 @@ def test_forward_against_direct_formula(rng):
 @given(x=arrays(np.float64, st.tuples(st.integers(2, 20), st.integers(1, 4)),
                 elements=st.floats(-1e3, 1e3)))
 def test_zero_mean_unit_variance(x):
-    if np.any(np.std(x, axis=0) < 1e-3):
-        return
+    assume(np.all(np.std(x, axis=0) >= 1e-3))
     y, _ = batchnorm_forward(x, 1.0, 0.0, eps=0.0)
     assert np.allclose(y.mean(axis=0), 0, atol=1e-9)
     assert np.allclose(y.var(axis=0), 1, rtol=1e-9)
@@ -84,7 +83,7 @@ def test_backward_other_axis_and_broadcast_params(rng):
         ((np.array([[1.0, np.nan], [2.0, 3.0]]), 1.0, 0.0), "x must be finite"),
         ((np.ones((4, 3)), np.ones(2), 0.0), "gamma of shape"),
         ((np.ones((4, 3)), 1.0, np.ones(5)), "beta of shape"),
-        ((np.ones((4, 3)), 1.0, 0.0, -1.0), "eps must be >= 0"),
+        ((np.ones((4, 3)), 1.0, 0.0, -1.0), "var_offset must be >= 0"),
         ((np.ones((4, 3)), 1.0, 0.0, 0.0), "constant over the batch"),
         ((np.float64(3.0), 1.0, 0.0), "batch axis"),
     ],
@@ -125,3 +124,19 @@ def test_batch_std_mean_large_batch_and_shapes():
 def test_batch_std_mean_rejects_bad_batch(bad, err):
     with pytest.raises(err, match="batch"):
         batch_std_mean(bad)
+
+
+def test_var_offset_and_its_old_name_eps(rng):
+    x = rng.standard_normal((6, 3))
+    y_new, _ = batchnorm_forward(x, 1.0, 0.0, var_offset=0.3)
+    y_old, _ = batchnorm_forward(x, 1.0, 0.0, eps=0.3)
+    y_pos, _ = batchnorm_forward(x, 1.0, 0.0, 0.3)
+    assert np.array_equal(y_new, y_old) and np.array_equal(y_new, y_pos)
+    expect = (x - x.mean(0)) / np.sqrt(x.var(0) + 0.3)
+    assert np.allclose(y_new, expect, rtol=1e-13)
+    with pytest.raises(ValueError, match="eps"):
+        batchnorm_forward(x, 1.0, 0.0, eps=-1.0)
+    with pytest.raises(ValueError, match="var_offset"):
+        batchnorm_forward(x, 1.0, 0.0, var_offset=-1.0)
+    with pytest.raises(TypeError):
+        batchnorm_forward(x, 1.0, 0.0, 0.3, eps=0.3)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import bnlib
@@ -188,8 +188,7 @@ P6 = OLS.random(6, 50.0, seed=3, noise=0.5)
 @given(a=st.floats(-5, 5).filter(lambda t: abs(t) > 1e-6), w=vec, r=st.floats(1e-3, 1e3))
 def test_invariants(a, w, r):
     problem = P6
-    if np.linalg.norm(w) < 1e-3:
-        return
+    assume(np.linalg.norm(w) >= 1e-3)
     # J(a, w) = J0(a w / ||w||_H): BN over-parameterises OLS
     u = a * w / np.sqrt(w @ problem.H @ w)
     assert np.isclose(problem.bn_loss(a, w), problem.loss(u), rtol=1e-10, atol=1e-10)
@@ -231,3 +230,62 @@ def test_random_uses_random_rotation():
     p = OLS.random(4, 100.0, seed=3)
     Q = random_rotation(4, np.random.default_rng(3))
     assert np.allclose(p.H, (Q * np.logspace(0, 2, 4)) @ Q.T, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- check_spd and h_norm, directly
+def test_check_spd_accepts_and_symmetrises():
+    rng = np.random.default_rng(5)
+    M = rng.standard_normal((4, 4))
+    H = M @ M.T + 4 * np.eye(4)
+    H[0, 1] += 1e-13                                # asymmetric below the 1e-10 tolerance
+    out = bnlib.ols.check_spd(H)
+    assert out is not H and out.dtype == np.float64
+    assert np.array_equal(out, out.T)
+    assert np.array_equal(out, 0.5 * (H + H.T))
+    # integer input becomes a float copy
+    assert bnlib.ols.check_spd([[2, 0], [0, 3]]).dtype == np.float64
+
+
+@pytest.mark.parametrize("H, word", [
+    ([[1.0, 0.5], [0.0, 1.0]], "symmetric"),
+    ([[1.0, 2.0], [2.0, 1.0]], "positive definite"),        # eigenvalues -1, 3
+    ([[1.0, 0.0], [0.0, 0.0]], "positive definite"),        # singular, diagonal path
+    ([[-1.0, 0.0], [0.0, 2.0]], "positive definite"),
+    ([[1.0, 0.0, 0.0]], "square"),
+    (np.zeros((0, 0)), "square"),
+    ([[1.0, np.nan], [np.nan, 1.0]], "finite"),
+])
+def test_check_spd_rejects(H, word):
+    with pytest.raises(ValueError, match=word) as info:
+        bnlib.ols.check_spd(H, "Hx")
+    assert "Hx" in str(info.value)
+
+
+def test_check_spd_boundary_of_symmetry():
+    # the tolerance is relative 1e-10 of max |H|: just inside passes, just outside fails
+    H = np.array([[1e3, 0.0], [0.0, 1.0]])
+    inside, outside = H.copy(), H.copy()
+    inside[0, 1] = 0.9e-7
+    outside[0, 1] = 1.1e-7
+    bnlib.ols.check_spd(inside)
+    with pytest.raises(ValueError, match="symmetric"):
+        bnlib.ols.check_spd(outside)
+
+
+def test_h_norm_against_independent_sums():
+    p = OLS.random(5, 30.0, seed=8)
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((3, 4, 5))
+    # double sum over i, j, written out, and the norm of the Cholesky factor
+    expect = np.sqrt(np.array([[sum(w[i] * p.H[i, j] * w[j] for i in range(5) for j in range(5))
+                                for w in row] for row in W]))
+    L = np.linalg.cholesky(p.H)
+    assert np.allclose(p.h_norm(W), expect, rtol=1e-13)
+    assert np.allclose(p.h_norm(W), np.linalg.norm(W @ L, axis=-1), rtol=1e-13)
+    assert p.h_norm(W).shape == (3, 4)
+    # a single vector gives a 0-d result; homogeneous of degree 1; ||u*||_H^2 = u*^T g
+    assert np.isclose(float(p.h_norm(W[0, 0])), expect[0, 0], rtol=1e-13)
+    assert np.allclose(p.h_norm(-2.5 * W), 2.5 * p.h_norm(W), rtol=1e-14)
+    assert np.isclose(float(p.h_norm(p.u_star)) ** 2, p.u_star @ p.g, rtol=1e-12)
+    with pytest.raises(ValueError):
+        p.h_norm(np.ones(4))
