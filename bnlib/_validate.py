@@ -85,6 +85,63 @@ def rng(seed, name: str = "seed") -> np.random.Generator:
     return np.random.default_rng(count(seed, name, minimum=0))
 
 
-def scalar_or_array(x):
-    """A 0-d result as a Python float, any other array unchanged."""
-    return float(x) if np.ndim(x) == 0 else x
+def scalar_or_array(x, to=float):
+    """A 0-d result as a scalar (``to(x)``; ``to=None`` keeps the numpy scalar ``x[()]``),
+    any other array unchanged: the one place where results of batch shape () are unwrapped."""
+    if np.ndim(x) != 0:
+        return x
+    x = x[()] if isinstance(x, np.ndarray) else x
+    return x if to is None else to(x)
+
+
+def broadcast(**shapes) -> tuple:
+    """The broadcast of the named shapes, else ``ValueError`` listing them by name."""
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"shapes do not broadcast: {listed}") from None
+
+
+def blowup(x, name: str = "blowup") -> float:
+    """A divergence factor: a finite real number > 1."""
+    x = positive_scalar(x, name)
+    if x <= 1:
+        raise ValueError(f"{name} must be > 1, got {x}")
+    return x
+
+
+def spd(H, name: str = "H", *, stack: bool = False):
+    """Validate a finite, square, symmetric, positive definite matrix (or, with ``stack``, a
+    stack ``(..., d, d)`` of them) and return ``(H_sym, eigvals)``: the float64 copy
+    symmetrised exactly as ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape (..., d).
+
+    A diagonal H costs no eigendecomposition: its eigenvalues are its sorted diagonal.
+    """
+    H = finite_array(H, name)
+    if H.ndim != 2 and not (stack and H.ndim > 2):
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape {H.shape}")
+    if H.shape[-1] != H.shape[-2] or H.shape[-1] == 0 or H.size == 0:
+        what = "a non-empty square matrix" if H.ndim == 2 else "a stack of non-empty square matrices"
+        raise ValueError(f"{name} must be {what}, got shape {H.shape}")
+    if is_diagonal(H):                                     # symmetric, eigenvalues known
+        lam = np.sort(np.diagonal(H, axis1=-2, axis2=-1), axis=-1)
+        H = H.copy()
+    else:
+        Ht = np.swapaxes(H, -1, -2)
+        scale = np.maximum(np.max(np.abs(H), axis=(-2, -1)), np.finfo(float).tiny)
+        asym = np.max(np.abs(H - Ht), axis=(-2, -1))
+        if np.any(asym > 1e-10 * scale):
+            raise ValueError(f"{name} must be symmetric; max |{name} - {name}.T| = {np.max(asym):.3g}")
+        H = 0.5 * (H + Ht)
+        lam = np.linalg.eigvalsh(H)
+    lam_min = np.min(lam[..., 0])
+    if not lam_min > 0:
+        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is {lam_min:.3g}")
+    return H, lam
+
+
+def is_diagonal(H) -> bool:
+    """Whether every matrix of the stack ``H`` (..., d, d) is diagonal (e.g. a problem written
+    in its eigenbasis, where H w is an elementwise product)."""
+    return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))

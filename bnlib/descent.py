@@ -22,105 +22,16 @@ step for all problems.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _validate as v
+from ._layout import _batch_shape, _Data, _stack
 from .ols import OLS
+from .runs import BNGDRun, GDRun, divergence_limit, masked, scatter, stack_rows
 
 __all__ = ["GDRun", "BNGDRun", "gd", "bngd", "gd_stack", "bngd_stack"]
 
 _RECORDS = ("all", "loss")
-
-
-@dataclass(frozen=True)
-class GDRun:
-    """The result of :func:`~bnlib.descent.gd`.
-
-    Attributes
-    ----------
-    w : numpy.ndarray or None
-        Iterates, shape (K+1, B..., d), where K is the number of steps taken; ``None`` when
-        called with ``record="loss"``.
-    loss : numpy.ndarray, shape (K+1, B...)
-        J0(w_k); ``inf`` from the step at which a run diverged.
-    excess : numpy.ndarray, shape (K+1, B...)
-        J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
-        below the rounding error of ``loss`` itself.
-    diverged : bool or numpy.ndarray of bool, shape B
-    lr : float or numpy.ndarray, shape B
-    w_final : numpy.ndarray, shape (B..., d)
-        The last iterate (``nan`` for diverged runs).
-    steps : int
-        Steps requested; ``loss.shape[0] - 1`` may be smaller when ``tol`` stopped early.
-    """
-
-    w: np.ndarray | None
-    loss: np.ndarray
-    excess: np.ndarray
-    diverged: np.ndarray
-    lr: np.ndarray
-    w_final: np.ndarray
-    steps: int
-
-    def steps_to(self, tol) -> np.ndarray:
-        """First iteration k with ``excess[k] <= tol`` for each run; ``inf`` if never.
-
-        Parameters
-        ----------
-        tol : float or array_like
-            Tolerance(s) > 0; an array is broadcast against the batch shape B (e.g. a
-            relative tolerance ``1e-6 * ref[:, None]`` with one scale per problem of a stack).
-
-        Returns
-        -------
-        numpy.ndarray of float, shape B (a float when B = () and ``tol`` is a scalar)
-
-        Raises
-        ------
-        ValueError
-            If ``tol`` is not > 0 and finite or does not broadcast against B.
-        """
-        return _steps_to(self.excess, tol)
-
-
-@dataclass(frozen=True)
-class BNGDRun(GDRun):
-    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
-    (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
-    u_k = a_k w_k/‖w_k‖_H), plus
-
-    Attributes
-    ----------
-    a : numpy.ndarray or None, shape (K+1, B...)
-        The BN scale a_k; ``None`` with ``record="loss"``.
-    lr_eff : numpy.ndarray, shape (K+1, B...)
-        The effective step ε a_k² / ‖w_k‖²_H.
-    w_norm : numpy.ndarray, shape (K+1, B...)
-        The Euclidean norm ‖w_k‖.
-    lr_a : float or numpy.ndarray, shape B
-    a_final : numpy.ndarray, shape B
-    """
-
-    a: np.ndarray | None = None
-    lr_eff: np.ndarray | None = None
-    w_norm: np.ndarray | None = None
-    lr_a: np.ndarray | None = None
-    a_final: np.ndarray | None = None
-
-
-def _steps_to(excess, tol) -> np.ndarray:
-    tol = v.positive_array(tol, "tol")
-    try:
-        if np.broadcast_shapes(tol.shape, excess.shape[1:]) != excess.shape[1:]:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"tol of shape {tol.shape} does not broadcast against the batch "
-                         f"shape {excess.shape[1:]}") from None
-    hit = excess <= tol
-    first = np.where(np.any(hit, axis=0), np.argmax(hit, axis=0), np.inf)
-    return first if first.ndim else float(first)
 
 
 def _common(lr, steps, tol, record, blowup):
@@ -130,10 +41,7 @@ def _common(lr, steps, tol, record, blowup):
         tol = v.positive_scalar(tol, "tol")
     if record not in _RECORDS:
         raise ValueError(f"record must be one of {_RECORDS}, got {record!r}")
-    blowup = v.positive_scalar(blowup, "blowup")
-    if blowup <= 1:
-        raise ValueError(f"blowup must be > 1, got {blowup}")
-    return lr, steps, tol, blowup
+    return lr, steps, tol, v.blowup(blowup)
 
 
 def _check_problem(problem):
@@ -141,122 +49,7 @@ def _check_problem(problem):
         raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
 
 
-def _scalarise(x):
-    return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
-
-
-def _finish(rows, k, length):
-    """Stack the recorded rows; pad runs that all diverged early with their last row
-    (inf losses, nan iterates) so arrays keep ``length`` rows."""
-    out = np.stack(rows[: k + 1])
-    if length > out.shape[0]:
-        pad = np.broadcast_to(out[-1:], (length - out.shape[0],) + out.shape[1:])
-        out = np.concatenate([out, pad])
-    return out
-
-
-# ---------------------------------------------------------------------------- problems
-class _Data:
-    """Problem arrays laid out for the engine.
-
-    One problem: H (d, d), g, gcol, u, ucol (d,), jstar and c floats; the state is W (N, d).
-    S stacked problems: H (S, d, d), g and u (S, 1, d), gcol and ucol (S, d, 1), jstar and
-    c (S, 1); the state is W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when
-    every H is diagonal, else None.
-    """
-
-    __slots__ = ("H", "hdiag", "g", "gcol", "u", "ucol", "jstar", "c", "d", "S")
-
-    def __init__(self, problems, stacked):
-        d = problems[0].d
-        self.d = d
-        if not stacked:
-            p = problems[0]
-            self.S = None
-            self.H, self.g, self.gcol, self.u, self.ucol = p.H, p.g, p.g, p.u_star, p.u_star
-            self.jstar, self.c = p.min_loss, p.c
-        else:
-            self.S = len(problems)
-            self.H = np.stack([p.H for p in problems])
-            g = np.stack([p.g for p in problems])
-            self.g = g[:, None, :]
-            self.gcol = np.ascontiguousarray(g[:, :, None])
-            u = np.stack([p.u_star for p in problems])
-            self.u = u[:, None, :]
-            self.ucol = np.ascontiguousarray(u[:, :, None])
-            self.jstar = np.array([p.min_loss for p in problems])[:, None]
-            self.c = np.array([p.c for p in problems])[:, None]
-        # A diagonal H (a problem written in its eigenbasis) needs no matrix product:
-        # H w is an elementwise product, O(d) instead of O(d²) per run and step.
-        diag = np.diagonal(self.H, axis1=-2, axis2=-1)
-        is_diag = np.count_nonzero(self.H) == np.count_nonzero(diag)
-        self.hdiag = np.ascontiguousarray(diag[..., None, :] if stacked else diag) if is_diag else None
-
-    def h_norm2(self, w):
-        """wᵀ H w for w of shape (d,), (B..., d) (one problem) or (S, B..., d) (stacked)."""
-        if self.S is None:
-            Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
-            return np.vecdot(Hw, w)
-        ws = w.reshape(self.S, -1, self.d)
-        Hw = ws * self.hdiag if self.hdiag is not None else np.matmul(ws, self.H)
-        return np.vecdot(Hw, ws).reshape(w.shape[:-1])
-
-
-def _stack(problems):
-    if isinstance(problems, OLS):
-        raise TypeError("problems must be a sequence of bnlib.OLS; for a single problem use gd/bngd")
-    try:
-        problems = list(problems)
-    except TypeError:
-        raise TypeError(f"problems must be a sequence of bnlib.OLS, got "
-                        f"{type(problems).__name__}") from None
-    if not problems:
-        raise ValueError("problems must hold at least one bnlib.OLS, got an empty sequence")
-    for i, p in enumerate(problems):
-        if not isinstance(p, OLS):
-            raise TypeError(f"problems[{i}] must be a bnlib.OLS, got {type(p).__name__}")
-        if p.d != problems[0].d:
-            raise ValueError(f"problems must share one dimension: problems[0] has d = "
-                             f"{problems[0].d}, problems[{i}] has d = {p.d}")
-    return _Data(problems, stacked=True)
-
-
-def _batch_shape(data, shapes, names):
-    """The batch shape: the broadcast of ``shapes`` for one problem; for S stacked problems
-    the broadcast of ``shapes`` with (S, 1, ..., 1), whose axis 0 must stay S."""
-    try:
-        if data.S is None:
-            return np.broadcast_shapes(*shapes)
-        n = max(1, *(len(s) for s in shapes))
-        B = np.broadcast_shapes((data.S,) + (1,) * (n - 1), *shapes)
-        if B[0] != data.S:
-            raise ValueError
-        return B
-    except ValueError:
-        listed = ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes, strict=True))
-        if data.S is None:
-            raise ValueError(f"shapes do not broadcast: {listed}") from None
-        raise ValueError(
-            f"shapes do not broadcast with {data.S} problems on axis 0: {listed}. Axis 0 of "
-            f"the batch is the problem axis; give arrays shared by all problems a leading "
-            f"length-1 axis (e.g. lr[None, :])") from None
-
-
 # ---------------------------------------------------------------------------- the engine
-def _scatter(x, cols, N, fill, vec=False):
-    """Put the active columns ``x`` of shape (…, n), or (…, n, d) if ``vec``, back into a
-    full row of N columns filled with ``fill``."""
-    if cols is None:
-        return x
-    if vec:
-        out = np.full(x.shape[:-2] + (N, x.shape[-1]), fill)
-        out[..., cols, :] = x
-    else:
-        out = np.full(x.shape[:-1] + (N,), fill)
-        out[..., cols] = x
-    return out
-
-
 def _buffers(bn, W, g):
     """Work arrays for a state like W. BNGD keeps W and H W (later G, which overwrites it)
     in one array Z = [W, HW] so that one call gives both ‖w‖² and ‖w‖²_H; ``gfull`` is g
@@ -322,35 +115,33 @@ def _engine(bn, data, W, A, eps, eps_a, steps, tol, record, blowup):
                 exc = 0.5 * np.vecdot(R, G)
             loss = jstar + exc
             if limit is None:
-                limit = blowup * np.maximum(loss, 0.5 * data.c)
+                limit = divergence_limit(loss, data.c, blowup)
             ok = loss <= limit                     # False for nan and inf
             if bn:
                 ok &= n2 < np.inf                  # also catches an overflowing ‖w‖_H
             alive &= ok
             all_alive = bool(alive.all())
             if not all_alive:
-                loss = np.where(alive, loss, np.inf)
-                exc = np.where(alive, exc, np.inf)
+                loss, exc = masked(alive, loss, np.inf), masked(alive, exc, np.inf)
             if bn:
                 q = eps * A * rn                   # w_{k+1} = w_k + q G
                 lr_eff = q * A * rn                # ε a² / ‖w‖²_H
                 w_norm = np.sqrt(w2)
                 if not all_alive:
-                    lr_eff = np.where(alive, lr_eff, np.nan)
-                    w_norm = np.where(alive, w_norm, np.nan)
+                    lr_eff, w_norm = masked(alive, lr_eff, np.nan), masked(alive, w_norm, np.nan)
                 rec = (loss, exc, lr_eff, w_norm)
             else:
                 rec = (loss, exc)
             if record == "all":
-                rec += (W.copy() if all_alive else np.where(alive[..., None], W, np.nan),)
+                rec += (W.copy() if all_alive else masked(alive, W, np.nan, vec=True),)
                 if bn:
-                    rec += (A.copy() if all_alive else np.where(alive, A, np.nan),)
+                    rec += (A.copy() if all_alive else masked(alive, A, np.nan),)
             if cols is None:
                 for row, x in zip(rows, rec, strict=True):
                     row.append(x)
             else:
                 for row, x, fill, nm in zip(rows, rec, fills, names, strict=True):
-                    row.append(_scatter(x, cols, N, fill, vec=nm == "w"))
+                    row.append(scatter(x, cols, N, fill, vec=nm == "w"))
             if k == steps or not (all_alive or alive.any()):
                 length = steps + 1
                 break
@@ -378,11 +169,11 @@ def _engine(bn, data, W, A, eps, eps_a, steps, tol, record, blowup):
                 np.multiply(G, eps[..., None], out=G)
                 W -= G
             k += 1
-    out = {nm: _finish(row, k, length) for nm, row in zip(names, rows, strict=True)}
-    out["alive"] = _scatter(alive, cols, N, False)
-    out["w_final"] = _scatter(np.where(alive[..., None], W, np.nan), cols, N, np.nan, vec=True)
+    out = {nm: stack_rows(row, k, length) for nm, row in zip(names, rows, strict=True)}
+    out["alive"] = scatter(alive, cols, N, False)
+    out["w_final"] = scatter(masked(alive, W, np.nan, vec=True), cols, N, np.nan, vec=True)
     if bn:
-        out["a_final"] = _scatter(np.where(alive, A, np.nan), cols, N, np.nan)
+        out["a_final"] = scatter(masked(alive, A, np.nan), cols, N, np.nan)
     return out
 
 
@@ -409,8 +200,8 @@ def _launch(bn, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup):
         w=shaped(res.get("w"), (d,)),
         loss=shaped(res["loss"]),
         excess=shaped(res["excess"]),
-        diverged=_scalarise(~res["alive"].reshape(B)),
-        lr=_scalarise(eps_b.copy()),
+        diverged=v.scalar_or_array(~res["alive"].reshape(B), to=None),
+        lr=v.scalar_or_array(eps_b.copy(), to=None),
         w_final=res["w_final"].reshape(B + (d,)),
         steps=steps,
     )
@@ -421,8 +212,8 @@ def _launch(bn, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup):
         a=shaped(res.get("a")),
         lr_eff=shaped(res["lr_eff"]),
         w_norm=shaped(res["w_norm"]),
-        lr_a=_scalarise(eps_a_b.copy()),
-        a_final=_scalarise(res["a_final"].reshape(B)),
+        lr_a=v.scalar_or_array(eps_a_b.copy(), to=None),
+        a_final=v.scalar_or_array(res["a_final"].reshape(B), to=None),
     )
 
 
@@ -508,14 +299,7 @@ def _gd(data, lr, steps, w0, tol, record, blowup):
     lr, steps, tol, blowup = _common(lr, steps, tol, record, blowup)
     d = data.d
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    if data.S is None:
-        try:
-            B = np.broadcast_shapes(lr.shape, w0.shape[:-1])
-        except ValueError:
-            raise ValueError(f"lr of shape {lr.shape} does not broadcast with w0 of shape "
-                             f"{w0.shape}") from None
-    else:
-        B = _batch_shape(data, [lr.shape, w0.shape[:-1]], ["lr", "w0[..., 0]"])
+    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]})
     return _launch(False, data, B, lr, None, None, w0, steps, tol, record, blowup)
 
 
@@ -610,16 +394,10 @@ def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
     lr_a = v.positive_array(lr_a, "lr_a")
     a0 = v.finite_array(a0, "a0")
     w0 = v.vector_batch(w0, "w0", data.d)
-    shapes = [lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]]
+    B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]})
     if data.S is None:
-        try:
-            B = np.broadcast_shapes(*shapes)
-        except ValueError:
-            raise ValueError(f"shapes do not broadcast: lr {lr.shape}, lr_a {lr_a.shape}, "
-                             f"a0 {a0.shape}, w0 {w0.shape}") from None
         n2 = data.h_norm2(w0)
     else:
-        B = _batch_shape(data, shapes, ["lr", "lr_a", "a0", "w0[..., 0]"])
         # only the problem axis needs broadcasting to check every start once
         lead = np.broadcast_shapes(w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,))
         n2 = data.h_norm2(np.broadcast_to(w0, lead))

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _validate as v
 from .ols import OLS
+from .runs import divergence_limit, masked
 
 __all__ = ["FlowRun", "bn_flow"]
 
@@ -73,7 +74,7 @@ def _excess(problem, A, W):
                            s[..., None] * HW - problem.g)
 
 
-def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
+def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e10):
     """Integrate the gradient flow of J(a, w) with fixed-step RK4 from a batch of starts.
 
     Parameters
@@ -87,9 +88,11 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
         Final time T > 0.
     steps : int
         Number n ≥ 1 of RK4 steps of size T/n; every step is recorded.
+    lr_a : float or array_like, optional
+        Relative speed ρ_a > 0 of a (default 1): da/dt = −ρ_a ∂_a J (BNGD with steps ε, ε_a
+        follows the flow with ρ_a = ε_a/ε).
     rate_a : float or array_like, optional
-        Relative speed ρ_a > 0 of a: da/dt = −ρ_a ∂_a J (BNGD with steps ε, ε_a follows the
-        flow with ρ_a = ε_a/ε).
+        The old name of ``lr_a`` (still accepted; give one of the two).
     blowup : float, optional
         A run is flagged as diverged (and its later states set to ``nan``) once its state is
         not finite or its loss exceeds ``blowup * max(J(a0, w0), c/2)``.
@@ -113,15 +116,14 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
     w0 = v.vector_batch(w0, "w0", problem.d)
     t_end = v.positive_scalar(t_end, "t_end")
     steps = v.count(steps, "steps", minimum=1)
-    rate_a = v.positive_array(rate_a, "rate_a")
-    blowup = v.positive_scalar(blowup, "blowup")
-    if blowup <= 1:
-        raise ValueError(f"blowup must be > 1, got {blowup}")
-    try:
-        B = np.broadcast_shapes(a0.shape, w0.shape[:-1], rate_a.shape)
-    except ValueError:
-        raise ValueError(f"shapes do not broadcast: a0 {a0.shape}, w0 {w0.shape}, "
-                         f"rate_a {rate_a.shape}") from None
+    if lr_a is not None and rate_a is not None:
+        raise TypeError("give lr_a or its old name rate_a, not both")
+    if lr_a is None:
+        rate_a = v.positive_array(1.0 if rate_a is None else rate_a, "rate_a")
+    else:
+        rate_a = v.positive_array(lr_a, "lr_a")
+    blowup = v.blowup(blowup)
+    B = v.broadcast(a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]}, lr_a=rate_a.shape)
     H, g = problem.H, problem.g
     if np.any(np.einsum("...i,...i->...", w0 @ H, w0) <= 0):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
@@ -133,15 +135,14 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
     As, Ws, excesses = [], [], []
     with np.errstate(all="ignore"):
         exc = _excess(problem, A, W)
-        limit = blowup * np.maximum(problem.min_loss + exc, 0.5 * problem.c) - problem.min_loss
+        limit = divergence_limit(problem.min_loss + exc, problem.c, blowup) - problem.min_loss
         for k in range(steps + 1):
             alive &= (np.isfinite(A) & np.all(np.isfinite(W), axis=-1) & np.isfinite(exc)
                       & (exc <= limit))
-            A = np.where(alive, A, np.nan)
-            W = np.where(alive[..., None], W, np.nan)
+            A, W = masked(alive, A, np.nan), masked(alive, W, np.nan, vec=True)
             As.append(A)
             Ws.append(W)
-            excesses.append(np.where(alive, exc, np.inf))
+            excesses.append(masked(alive, exc, np.inf))
             if k == steps:
                 break
             k1a, k1w = _field(H, g, A, W, ra)
@@ -162,5 +163,5 @@ def bn_flow(problem, a0, w0, t_end, steps, *, rate_a=1.0, blowup=1e10):
         loss=loss,
         excess=excess,
         w_norm=w_norm,
-        diverged=diverged[()] if diverged.ndim == 0 else diverged,
+        diverged=v.scalar_or_array(diverged, to=None),
     )

@@ -45,22 +45,13 @@ def check_spd(H, name: str = "H") -> np.ndarray:
         If ``H`` is not finite, not square, not symmetric (to relative 1e-10) or not
         positive definite.
     """
-    H = v.finite_array(H, name)
-    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty square matrix, got shape {H.shape}")
-    scale = max(np.max(np.abs(H)), np.finfo(float).tiny)
-    if np.max(np.abs(H - H.T)) > 1e-10 * scale:
-        raise ValueError(f"{name} must be symmetric; max |{name} - {name}.T| = "
-                         f"{np.max(np.abs(H - H.T)):.3g}")
-    H = 0.5 * (H + H.T)
-    lam_min = np.linalg.eigvalsh(H)[0]
-    if not lam_min > 0:
-        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is {lam_min:.3g}")
-    return H
+    return v.spd(H, name)[0]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64, copy=True)
+    """A read-only float64 array; a fresh float64 array of its own is frozen without a copy."""
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.base is None and a.flags.owndata):
+        a = np.array(a, dtype=np.float64, copy=True)
     a.setflags(write=False)
     return a
 
@@ -106,7 +97,7 @@ class OLS:
     __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals", "_frozen")
 
     def __init__(self, H, g, c):
-        H = check_spd(H, "H")
+        H, eigvals = v.spd(H, "H")
         d = H.shape[0]
         g = v.finite_array(g, "g")
         if g.shape != (d,):
@@ -115,7 +106,20 @@ class OLS:
         if c.ndim != 0:
             raise ValueError(f"c must be a scalar, got shape {c.shape}")
         c = float(c)
-        u_star = np.linalg.solve(H, g)
+        u_star = g / np.diagonal(H) if v.is_diagonal(H) else np.linalg.solve(H, g)
+        self._fill(H, g, c, u_star, eigvals)
+
+    @classmethod
+    def _eigenbasis(cls, eigvals, g, c) -> OLS:
+        """The problem with H = diag(eigvals), for validated ``eigvals`` > 0 and ``g`` (d,):
+        O(d) work besides writing H, no dense check or eigendecomposition."""
+        self = object.__new__(cls)
+        H = np.zeros((eigvals.size, eigvals.size))
+        np.fill_diagonal(H, eigvals)
+        self._fill(H, g, float(c), g / eigvals, np.sort(eigvals))
+        return self
+
+    def _fill(self, H, g, c, u_star, eigvals):
         explained = float(g @ u_star)
         if c < explained - 1e-12 * max(1.0, abs(explained)):
             raise ValueError(
@@ -126,10 +130,10 @@ class OLS:
             ("H", _readonly(H)),
             ("g", _readonly(g)),
             ("c", c),
-            ("d", d),
+            ("d", H.shape[0]),
             ("u_star", _readonly(u_star)),
             ("min_loss", max(0.5 * (c - explained), 0.0)),
-            ("eigvals", _readonly(np.linalg.eigvalsh(H))),
+            ("eigvals", _readonly(eigvals)),
         ):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_frozen", True)

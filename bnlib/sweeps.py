@@ -64,7 +64,7 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
     d = lam.size
     u = signal * np.random.default_rng(seed).standard_normal(d) / np.sqrt(d)
     g = lam * u
-    return OLS(np.diag(lam), g, float(u @ g) + noise)
+    return OLS._eigenbasis(lam, g, float(u @ g) + noise)
 
 
 def log_width(ok, lr, axis=-1):

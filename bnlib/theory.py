@@ -8,6 +8,12 @@ Linearising BNGD at a minimiser (a*, w* = s u*) gives a block-diagonal Jacobian 
 1 − ε_a and w-block I − ε̂ H*, where H* = H − H u* u*ᵀ H / (u*ᵀ H u*) is the *effective
 Hessian* and ε̂ = ε a*² / ‖w*‖²_H the effective step. Its local rate is
 ``ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)`` over the d − 1 nonzero eigenvalues λ*_i of H*.
+
+Every function takes the problem either as arrays (``H``, and ``u_star`` where needed) or
+as an :class:`~bnlib.ols.OLS` in place of ``H`` (then without ``u_star``: the problem's own
+is used, and its stored eigenvalues are not recomputed), e.g. ``kappa_star(problem)`` equals
+``kappa_star(problem.H, problem.u_star)`` and ``bngd_rate(problem, lr_eff, lr_a)`` equals
+``bngd_rate(problem.H, problem.u_star, lr_eff, lr_a)``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from .ols import check_spd
+from .ols import OLS
 
 __all__ = [
     "gd_lr_max",
@@ -29,33 +35,13 @@ __all__ = [
 ]
 
 
-def _spd(H, name="H"):
-    """check_spd for one matrix (d, d), or for a stack (..., d, d) of them."""
-    arr = v.as_real_array(H, name)
-    if arr.ndim <= 2:
-        return check_spd(arr, name)
-    arr = v.finite_array(arr, name)
-    if arr.shape[-1] != arr.shape[-2] or arr.shape[-1] == 0:
-        raise ValueError(f"{name} must be a stack of non-empty square matrices, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one matrix, got shape {arr.shape}")
-    sym = np.swapaxes(arr, -1, -2)
-    scale = np.maximum(np.max(np.abs(arr), axis=(-2, -1)), np.finfo(float).tiny)
-    if np.any(np.max(np.abs(arr - sym), axis=(-2, -1)) > 1e-10 * scale):
-        raise ValueError(f"{name} must be symmetric (every matrix of the stack)")
-    arr = 0.5 * (arr + sym)
-    lam_min = np.min(np.linalg.eigvalsh(arr)[..., 0])
-    if not lam_min > 0:
-        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is {lam_min:.3g}")
-    return arr
-
-
 def _eig(H):
-    return np.linalg.eigvalsh(check_spd(H, "H"))
+    """Ascending eigenvalues of H (one matrix or a stack), or of an OLS's H (stored)."""
+    return H.eigvals if isinstance(H, OLS) else v.spd(H, "H", stack=True)[1]
 
 
 def _out(x):
-    return float(x) if np.ndim(x) == 0 else x
+    return v.scalar_or_array(x)
 
 
 def gd_lr_max(H) -> float:
@@ -74,7 +60,7 @@ def gd_rate(H, lr):
 
     Parameters
     ----------
-    H : array_like, shape (d, d)
+    H : array_like, shape (d, d), or bnlib.OLS
     lr : float or array_like, any shape, > 0
 
     Returns
@@ -84,8 +70,7 @@ def gd_rate(H, lr):
     """
     lam = _eig(H)
     lr = v.positive_array(lr, "lr")
-    rate = np.max(np.abs(1.0 - lr[..., None] * lam), axis=-1)
-    return float(rate) if rate.ndim == 0 else rate
+    return _out(np.max(np.abs(1.0 - lr[..., None] * lam), axis=-1))
 
 
 def kappa(H):
@@ -93,19 +78,25 @@ def kappa(H):
 
     Parameters
     ----------
-    H : array_like, shape (d, d) or (S..., d, d)
+    H : array_like, shape (d, d) or (S..., d, d), or bnlib.OLS
         One SPD matrix or a stack of them.
 
     Returns
     -------
     float or numpy.ndarray, shape S
     """
-    lam = np.linalg.eigvalsh(_spd(H, "H"))
+    lam = _eig(H)
     return _out(lam[..., -1] / lam[..., 0])
 
 
 def _u(H, u_star):
-    H = _spd(H, "H")
+    if isinstance(H, OLS):
+        if u_star is not None:
+            raise TypeError("u_star must not be given with an OLS problem (it has its own)")
+        return H.H, H.u_star
+    if u_star is None:
+        raise TypeError("u_star is required when H is an array")
+    H = v.spd(H, "H", stack=True)[0]
     u = v.finite_array(u_star, "u_star")
     if u.shape != H.shape[:-1]:
         raise ValueError(f"u_star must have shape {H.shape[:-1]}, got {u.shape}")
@@ -114,14 +105,14 @@ def _u(H, u_star):
     return H, u
 
 
-def effective_hessian(H, u_star) -> np.ndarray:
+def effective_hessian(H, u_star=None) -> np.ndarray:
     """H* = H − H u* u*ᵀ H / (u*ᵀ H u*): symmetric, positive semidefinite, H* u* = 0.
 
     Parameters
     ----------
-    H : array_like, shape (d, d) or (S..., d, d)
+    H : array_like, shape (d, d) or (S..., d, d), or bnlib.OLS
         One SPD matrix or a stack of them.
-    u_star : array_like, shape (d,) or (S..., d)
+    u_star : array_like, shape (d,) or (S..., d); omitted when H is an OLS
         The OLS solution(s), one per matrix; nonzero.
 
     Returns
@@ -139,7 +130,7 @@ def effective_hessian(H, u_star) -> np.ndarray:
     return 0.5 * (Hs + np.swapaxes(Hs, -1, -2))
 
 
-def effective_eigvals(H, u_star) -> np.ndarray:
+def effective_eigvals(H, u_star=None) -> np.ndarray:
     """The d − 1 nonzero eigenvalues of H*, ascending (empty when d = 1).
 
     H* u* = 0 and, by interlacing, every other eigenvalue lies in [λ_min, λ_max] > 0, so the
@@ -152,7 +143,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
     return np.linalg.eigvalsh(effective_hessian(H, u_star))[..., 1:]
 
 
-def kappa_star(H, u_star):
+def kappa_star(H, u_star=None):
     """Effective condition number κ* = λ*_max / λ*_min over the nonzero eigenvalues of H*
     (1 when d = 1).
 
@@ -166,13 +157,16 @@ def kappa_star(H, u_star):
     return _out(lam[..., -1] / lam[..., 0])
 
 
-def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
+_UNSET = object()
+
+
+def bngd_rate(H, u_star=None, lr_eff=None, lr_a=_UNSET):
     """Local rate of BNGD at a minimiser, ``max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)``.
 
     Parameters
     ----------
-    H : array_like, shape (d, d)
-    u_star : array_like, shape (d,)
+    H : array_like, shape (d, d), or bnlib.OLS
+    u_star : array_like, shape (d,); omitted when H is an OLS
     lr_eff : float or array_like, > 0
         Effective step ε̂ = ε a*² / ‖w*‖²_H.
     lr_a : float or array_like, > 0
@@ -182,10 +176,19 @@ def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
     -------
     float or numpy.ndarray, shape ``broadcast(lr_eff, lr_a)``
     """
-    lam = effective_eigvals(check_spd(H, "H"), u_star)
+    if isinstance(H, OLS) and u_star is not None:      # bngd_rate(problem, lr_eff[, lr_a])
+        if lr_eff is not None:
+            if lr_a is not _UNSET:
+                raise TypeError("lr_a given twice: bngd_rate(problem, lr_eff, lr_a)")
+            lr_a = lr_eff
+        u_star, lr_eff = None, u_star
+    if lr_eff is None:
+        raise TypeError("bngd_rate needs lr_eff")
+    if not isinstance(H, OLS):
+        H = v.spd(H, "H")[0]                       # one matrix, not a stack
+    lam = effective_eigvals(H, u_star)
     lr_eff = v.positive_array(lr_eff, "lr_eff")
-    lr_a = v.positive_array(lr_a, "lr_a")
+    lr_a = v.positive_array(1.0 if lr_a is _UNSET else lr_a, "lr_a")
     w_part = (np.max(np.abs(1.0 - lr_eff[..., None] * lam), axis=-1) if lam.size
               else np.zeros(lr_eff.shape))
-    rate = np.maximum(np.abs(1.0 - lr_a), w_part)
-    return float(rate) if rate.ndim == 0 else rate
+    return _out(np.maximum(np.abs(1.0 - lr_a), w_part))

@@ -124,3 +124,15 @@ def test_bad_input(problem, kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         bn_flow(**args)
+
+
+def test_lr_a_is_the_new_name_of_rate_a(problem):
+    w0 = np.random.default_rng(2).standard_normal(problem.d)
+    old = bn_flow(problem, 0.5, w0, 1.0, 50, rate_a=0.3)
+    new = bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.3)
+    assert np.array_equal(old.a, new.a) and np.array_equal(old.w, new.w)
+    assert not np.array_equal(bn_flow(problem, 0.5, w0, 1.0, 50).a, new.a)
+    with pytest.raises(TypeError, match="not both"):
+        bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.3, rate_a=0.3)
+    with pytest.raises(ValueError, match="lr_a"):
+        bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.0)
