@@ -11,6 +11,11 @@ H-orthogonal projector off w_k: the scale a corrects the component along w_k (fa
 w_k (:func:`linear_map`). At a minimiser w ∥ u* and P H P has the nonzero spectrum of the
 effective Hessian H* of :mod:`bnlib.theory`.
 
+At a saddle (a = 0, wᵀg = 0) the same kind of linearisation, in the two scalars a and
+p = wᵀg, gives the 2×2 matrix [[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]; its larger
+eigenvalue exceeds 1 for every ε, ε_a > 0, so every saddle repels BNGD
+(:func:`saddle_multipliers`).
+
 GD's speed depends on what is asked of it: ε_opt = 2/(λ_min + λ_max) gives the best
 *asymptotic* contraction, but the fewest steps to a given tolerance from a given start can
 need another step (:func:`gd_best_step`). :func:`compare_acceleration` puts BNGD against
@@ -37,6 +42,7 @@ __all__ = [
     "gd_best_step",
     "gd_window",
     "bngd_window",
+    "saddle_multipliers",
     "asymptotic_speedup",
     "kappa_star_eigenbasis",
     "Acceleration",
@@ -364,6 +370,56 @@ def bngd_window(problem, a0, w0, steps, tol, lr_a=1.0, *, inside, below, above,
             new_out = x[j, n_in] if n_in < points else br[j, 1]
             br[j] = new_in, new_out
     return float(np.exp(br[0, 0])), float(np.exp(br[1, 0]))
+
+
+def saddle_multipliers(problem, lr, lr_a, w):
+    """The two nontrivial eigenvalues of one BNGD step linearised at the saddle (0, w).
+
+    At a = 0 and wᵀg = 0 the state is a fixed point of BNGD. To first order in a and
+    p = wᵀg, one step maps (a, p) by ``[[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]`` (the
+    other d − 1 directions of w, along the set of saddles, have eigenvalue 1). With
+    η = ε‖g‖²/‖w‖²_H its eigenvalues are
+
+        λ± = ((2 − ε_a) ± sqrt(ε_a² + 4 ε_a η)) / 2,
+
+    and λ+ > 1 for every ε, ε_a > 0: the saddle is unstable, and a start at distance δ
+    from it needs about log(1/δ)/log λ+ steps more to leave it.
+
+    Parameters
+    ----------
+    problem : OLS
+    lr, lr_a : float, > 0
+        The steps ε of w and ε_a of a.
+    w : array_like, shape (d,)
+        A saddle's weight: nonzero, with wᵀg = 0 up to rounding
+        (|wᵀg| <= 1e-9 ‖w‖ ‖g‖).
+
+    Returns
+    -------
+    lam_plus, lam_minus : float
+        The unstable eigenvalue λ+ > 1 and the other one, λ−.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a problem that is not an OLS, a step <= 0, or a ``w`` that is zero, misshaped
+        or not orthogonal to g.
+    """
+    p = _problem(problem)
+    lr = v.positive_scalar(lr, "lr")
+    lr_a = v.positive_scalar(lr_a, "lr_a")
+    w = v.vector_batch(w, "w", p.d)
+    if w.ndim != 1:
+        raise ValueError(f"w must have shape ({p.d},), got {w.shape}")
+    n2 = float(p.h_norm(w)) ** 2
+    if n2 <= 0:
+        raise ValueError("w must be nonzero")
+    gg = float(p.g @ p.g)
+    if abs(float(w @ p.g)) > 1e-9 * np.linalg.norm(w) * np.sqrt(gg):
+        raise ValueError("w is not at a saddle: w^T g must be 0")
+    eta = lr * gg / n2
+    root = np.sqrt(lr_a**2 + 4 * lr_a * eta)
+    return float((2 - lr_a + root) / 2), float((2 - lr_a - root) / 2)
 
 
 def asymptotic_speedup(problem):

@@ -140,3 +140,52 @@ def test_kappa_star_eigenbasis_matches_dense(rng):
     assert np.allclose(linearize.kappa_star_eigenbasis(lam, u), dense, rtol=1e-10)
     with pytest.raises(ValueError, match="increasing"):
         linearize.kappa_star_eigenbasis(lam[::-1], u)
+
+
+@pytest.mark.parametrize("lr, lr_a", [(0.1, 1.0), (3.0, 0.5), (0.02, 1.5)])
+def test_saddle_multipliers_are_eigenvalues_of_the_real_step(problem, rng, lr, lr_a):
+    """Central differences of one real BNGD step at a saddle, in the full (a, w) space:
+    eigenvalues λ+, λ− and 1 (d − 1 times, along the set of saddles)."""
+    w = rng.standard_normal(problem.d)
+    w -= (w @ problem.g) / (problem.g @ problem.g) * problem.g
+    z0 = np.concatenate([[0.0], w])
+
+    def step(z):
+        run = bngd(problem, lr, 1, z[0], z[1:], lr_a=lr_a)
+        return np.concatenate([[run.a[1]], run.w[1]])
+
+    h = 1e-6
+    jac = np.array([(step(z0 + h * e) - step(z0 - h * e)) / (2 * h) for e in np.eye(problem.d + 1)]).T
+    ev = np.sort(np.linalg.eigvals(jac).real)
+    lam_plus, lam_minus = linearize.saddle_multipliers(problem, lr, lr_a, w)
+    expected = np.sort(np.concatenate([[lam_plus, lam_minus], np.ones(problem.d - 1)]))
+    assert lam_plus > 1
+    assert np.allclose(ev, expected, atol=1e-6)
+
+
+def test_saddle_escape_time_grows_like_log_inverse_distance(problem, rng):
+    """Steps to reach a small excess from distance δ of a saddle: slope 1/log λ+ in log(1/δ).
+
+    (At a step where |λ−| is close to 1 the path after the escape can depend on δ and the
+    count is not a clean line; ε = 0.01 keeps λ− near 0 here.)"""
+    w = rng.standard_normal(problem.d)
+    w -= (w @ problem.g) / (problem.g @ problem.g) * problem.g
+    w /= np.linalg.norm(w)
+    lam_plus, _ = linearize.saddle_multipliers(problem, 0.01, 1.0, w)
+    delta = np.logspace(-2, -14, 7)
+    starts = w + delta[:, None] * problem.g / np.linalg.norm(problem.g)
+    run = bngd(problem, 0.01, 5000, 0.0, starts, lr_a=1.0, tol=1e-10, record="loss")
+    steps = run.steps_to(1e-10)
+    slope = np.polyfit(np.log(1 / delta), steps, 1)[0]
+    assert np.all(np.isfinite(steps))
+    assert abs(slope * np.log(lam_plus) - 1) < 0.05
+
+
+def test_saddle_multipliers_reject_bad_input(problem):
+    w = np.ones(problem.d)
+    with pytest.raises(ValueError, match="saddle"):
+        linearize.saddle_multipliers(problem, 0.1, 1.0, w)
+    with pytest.raises(ValueError, match="lr_a"):
+        linearize.saddle_multipliers(problem, 0.1, 0.0, w)
+    with pytest.raises(TypeError, match="problem"):
+        linearize.saddle_multipliers(problem.H, 0.1, 1.0, w)
