@@ -1,5 +1,6 @@
 """Training of the network experiments: plain mini-batch SGD over grids of step sizes in
-lockstep (:func:`sgd`) and the paper's three variants over one grid (:func:`sweep`);
+lockstep (:func:`~bnlib.nn.sgd`) and the paper's three variants over one grid
+(:func:`~bnlib.nn.sweep`);
 re-exported by :mod:`bnlib.nn`.
 
 Many networks train at once. Every parameter array carries a leading *model* shape P (for
