@@ -20,20 +20,10 @@ __all__ = ["batchnorm_forward", "batchnorm_backward", "batch_std_mean", "BNCache
 class BNCache(NamedTuple):
     """What :func:`~bnlib.bn.batchnorm_forward` keeps for the backward pass (a 6-tuple).
 
-    Attributes
-    ----------
-    xhat : numpy.ndarray
-        The normalised input x̂, shape of ``x``.
-    inv_std : numpy.ndarray
-        1/sqrt(σ²_B + var_offset) with the biased batch variance σ²_B, the batch axis kept.
-    gamma : numpy.ndarray
-        The scale γ.
-    beta_shape : tuple of int
-        The shape of β.
-    axis : int
-        The batch axis.
-    shape : tuple of int
-        The shape of ``x``.
+    Its fields, in order: ``xhat`` (the normalised input x̂, shape of ``x``), ``inv_std``
+    (1/sqrt(σ²_B + var_offset) with the biased batch variance σ²_B, the batch axis kept),
+    ``gamma`` (the scale γ), ``beta_shape`` (the shape of β), ``axis`` (the batch axis) and
+    ``shape`` (the shape of ``x``).
     """
 
     xhat: np.ndarray
