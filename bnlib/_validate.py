@@ -145,3 +145,21 @@ def is_diagonal(H) -> bool:
     """Whether every matrix of the stack ``H`` (..., d, d) is diagonal (e.g. a problem written
     in its eigenbasis, where H w is an elementwise product)."""
     return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))
+
+
+def var_offset(value, old=None, default: float = 1e-5) -> float:
+    """BN's variance offset given as ``var_offset`` or by its old name ``eps``: a float >= 0.
+
+    ``value`` is the new argument, ``old`` the old keyword (``None`` when not given); giving
+    both raises TypeError, giving neither returns ``default``.
+    """
+    if old is not None:
+        if value is not None:
+            raise TypeError("give var_offset or its old name eps, not both")
+        value, name = old, "eps"
+    else:
+        value, name = (default if value is None else value), "var_offset"
+    out = float(finite_array(value, name))
+    if out < 0:
+        raise ValueError(f"{name} must be >= 0, got {out}")
+    return out

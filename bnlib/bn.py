@@ -3,16 +3,35 @@
 Over a mini-batch (axis ``axis``, 0 by default) each feature is normalised with the batch
 mean and the *biased* batch variance, as in common deep-learning frameworks:
 
-    x̂ = (x − μ_B) / sqrt(σ²_B + eps),   y = γ x̂ + β.
+    x̂ = (x − μ_B) / sqrt(σ²_B + var_offset),   y = γ x̂ + β.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _validate as v
 
-__all__ = ["batchnorm_forward", "batchnorm_backward", "batch_std_mean"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batch_std_mean", "BNCache"]
+
+
+class BNCache(NamedTuple):
+    """What :func:`~bnlib.bn.batchnorm_forward` keeps for the backward pass (a 6-tuple).
+
+    Its fields, in order: ``xhat`` (the normalised input x̂, shape of ``x``), ``inv_std``
+    (1/sqrt(σ²_B + var_offset) with the biased batch variance σ²_B, the batch axis kept),
+    ``gamma`` (the scale γ), ``beta_shape`` (the shape of β), ``axis`` (the batch axis) and
+    ``shape`` (the shape of ``x``).
+    """
+
+    xhat: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray
+    beta_shape: tuple
+    axis: int
+    shape: tuple
 
 
 def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
@@ -33,14 +52,16 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
     Returns
     -------
     y : numpy.ndarray, shape of ``x``
-    cache : tuple
-        What :func:`~bnlib.bn.batchnorm_backward` needs.
+    cache : BNCache
+        What :func:`~bnlib.bn.batchnorm_backward` needs (a named 6-tuple).
 
     Raises
     ------
     ValueError
-        If x is not finite, has fewer than 2 examples, gamma/beta do not broadcast, eps < 0,
-        or a feature is constant over the batch while eps = 0.
+        If x is not finite, has fewer than 2 examples, gamma/beta do not broadcast,
+        var_offset < 0, or a feature is constant over the batch while var_offset = 0.
+    TypeError
+        If both ``var_offset`` and its old name ``eps`` are given.
     """
     x = v.finite_array(x, "x")
     if x.ndim == 0:
@@ -52,15 +73,7 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
         raise ValueError(f"x needs at least 2 examples along axis {axis}, got shape {x.shape}")
     gamma = v.finite_array(gamma, "gamma")
     beta = v.finite_array(beta, "beta")
-    if eps is not None:                              # the old keyword name
-        if var_offset is not None:
-            raise TypeError("give var_offset or its old name eps, not both")
-        var_offset, vname = eps, "eps"
-    else:
-        var_offset, vname = 1e-5 if var_offset is None else var_offset, "var_offset"
-    eps = float(v.finite_array(var_offset, vname))
-    if eps < 0:
-        raise ValueError(f"{vname} must be >= 0, got {eps}")
+    offset = v.var_offset(var_offset, eps)           # eps= is the old keyword name
     for name, p in (("gamma", gamma), ("beta", beta)):
         try:
             np.broadcast_shapes(p.shape, x.shape)
@@ -70,12 +83,12 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
     mu = x.mean(axis=axis, keepdims=True)
     xc = x - mu
     var = np.mean(xc * xc, axis=axis, keepdims=True)
-    if eps == 0 and np.any(var == 0):
+    if offset == 0 and np.any(var == 0):
         raise ValueError("a feature of x is constant over the batch; use var_offset > 0")
-    inv_std = 1.0 / np.sqrt(var + eps)
+    inv_std = 1.0 / np.sqrt(var + offset)
     xhat = xc * inv_std
     y = gamma * xhat + beta
-    return y, (xhat, inv_std, gamma, beta.shape, axis, x.shape)
+    return y, BNCache(xhat, inv_std, gamma, beta.shape, axis, x.shape)
 
 
 def _reduce_to(a, shape):
@@ -93,7 +106,7 @@ def batchnorm_backward(dy, cache):
     ----------
     dy : array_like, shape of ``x``
         Upstream gradient ∂L/∂y.
-    cache : tuple
+    cache : BNCache
         From :func:`~bnlib.bn.batchnorm_forward`.
 
     Returns

@@ -58,8 +58,9 @@ class MLP:
     bn : bool
         Batch normalization after every dense layer, before its activation (then no biases).
     loss : {"cross_entropy", "quadratic"}
-    eps : float
-        BN's variance offset ε_BN ≥ 0; 0 makes BN exactly scale invariant.
+    var_offset : float, default 1e-5
+        BN's variance offset ε_BN ≥ 0; 0 makes BN exactly scale invariant. Also accepted
+        as the keyword ``eps=`` (its old name), and readable as the property ``eps``.
     momentum : float
         Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
         [0, 1). The batch variance enters unbiased, B/(B − 1) times the biased one. In
@@ -69,15 +70,31 @@ class MLP:
     Raises
     ------
     TypeError, ValueError
-        On bad sizes, an unknown loss, ``eps < 0`` or ``momentum`` outside [0, 1).
+        On bad sizes, an unknown loss, ``var_offset < 0``, ``momentum`` outside [0, 1), or
+        both ``var_offset`` and ``eps`` given.
     """
 
     sizes: tuple
     bn: bool = True
     loss: str = "cross_entropy"
-    eps: float = 1e-5
+    var_offset: float = 1e-5
     momentum: float = 0.9
     depth: int = field(init=False, repr=False)
+    _layout: tuple = field(init=False, repr=False, compare=False)
+
+    def __init__(self, sizes, bn=True, loss="cross_entropy", var_offset=None, momentum=0.9, *,
+                 eps=None):
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "bn", bn)
+        object.__setattr__(self, "loss", loss)
+        object.__setattr__(self, "var_offset", v.var_offset(var_offset, eps))
+        object.__setattr__(self, "momentum", momentum)
+        self.__post_init__()
+
+    @property
+    def eps(self) -> float:
+        """BN's variance offset under its old name (the same as ``var_offset``)."""
+        return self.var_offset
 
     def __post_init__(self):
         if isinstance(self.sizes, str | bytes) or not hasattr(self.sizes, "__len__"):
@@ -89,17 +106,26 @@ class MLP:
             raise TypeError(f"bn must be True or False, got {self.bn!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        eps = float(v.finite_array(self.eps, "eps"))
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
         mom = float(v.finite_array(self.momentum, "momentum"))
         if not 0 <= mom < 1:
             raise ValueError(f"momentum must be in [0, 1), got {mom}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "bn", bool(self.bn))
-        object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "momentum", mom)
         object.__setattr__(self, "depth", len(sizes) - 1)
+        object.__setattr__(self, "_layout", self._make_layout())
+
+    def _make_layout(self):
+        """Every parameter array as (name, layer, is_weight, trainable), layer by layer."""
+        kinds = ("gamma", "beta") if self.bn else ("b",)
+        out = []
+        for layer in range(self.depth):
+            out += [(f"W{layer}", layer, True, True)]
+            out += [(f"{k}{layer}", layer, False, True) for k in kinds]
+        if self.bn:
+            out += [(f"{k}{layer}", layer, False, False)
+                    for layer in range(self.depth) for k in ("mean", "var")]
+        return tuple(out)
 
     # -------------------------------------------------------------------- parameters
     @property
@@ -108,12 +134,7 @@ class MLP:
 
     def param_names(self, trainable_only=True):
         """Names of the parameter arrays, layer by layer (running averages last if asked)."""
-        names = []
-        for layer in range(self.depth):
-            names += [f"W{layer}"] + ([f"gamma{layer}", f"beta{layer}"] if self.bn else [f"b{layer}"])
-        if self.bn and not trainable_only:
-            names += [f"{k}{layer}" for layer in range(self.depth) for k in ("mean", "var")]
-        return names
+        return [name for name, _, _, trainable in self._layout if trainable or not trainable_only]
 
     def bn_param_names(self):
         """The names stepped with ε_a (γ and β); empty without BN."""
@@ -169,10 +190,9 @@ class MLP:
                              f"got {W0.shape}")
         P = W0.shape[:-2]
         out = {}
-        for name in self.param_names(trainable_only=False):
-            layer = int(name.lstrip("Wabegmnrtv"))
+        for name, layer, is_weight, _ in self._layout:
             n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
-            want = P + ((n_in, n_out) if name.startswith("W") else (1, n_out))
+            want = P + ((n_in, n_out) if is_weight else (1, n_out))
             arr = v.finite_array(params[name], f"params[{name!r}]")
             if arr.shape != want:
                 raise ValueError(f"params[{name!r}] must have shape {want}, got {arr.shape}")
@@ -230,10 +250,11 @@ class MLP:
             if self.bn:
                 axis = z.ndim - 2
                 out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
-                                               eps=self.eps, axis=axis)
+                                               self.var_offset, axis=axis)
                 caches.append(cache)
-                # cache[1] is 1/sqrt(var + eps) with the biased batch variance
-                stats.append((z.mean(axis=axis, keepdims=True), cache[1] ** -2 - self.eps))
+                # the biased batch variance, recovered from 1/sqrt(var + var_offset)
+                stats.append((z.mean(axis=axis, keepdims=True),
+                              cache.inv_std ** -2 - self.var_offset))
             else:
                 out = z + params[f"b{layer}"]
             if layer < self.depth - 1:
@@ -302,7 +323,7 @@ class MLP:
             z = a @ params[f"W{layer}"]
             if self.bn:
                 z = (params[f"gamma{layer}"] * (z - params[f"mean{layer}"])
-                     / np.sqrt(params[f"var{layer}"] + self.eps) + params[f"beta{layer}"])
+                     / np.sqrt(params[f"var{layer}"] + self.var_offset) + params[f"beta{layer}"])
             else:
                 z = z + params[f"b{layer}"]
             a = np.maximum(z, 0.0) if layer < self.depth - 1 else z

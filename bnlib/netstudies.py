@@ -22,7 +22,7 @@ from .nn import MLP, decades_above, sweep
 __all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
            "effective_steps"]
 
-#: The grid of ε of the study: 10^-2 to 10^6, four points per decade.
+#: The grid of ε of the study, 10^-2 to 10^6 with four points per decade.
 SOFTMAX_LR = np.logspace(-2, 6, 33)
 #: Repetitions (seeds) and epochs (13 SGD steps of batch 100 each on the digits).
 SOFTMAX_SEEDS = (0, 1, 2)

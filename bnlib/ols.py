@@ -81,9 +81,8 @@ class OLS:
         J* = ½ (c − u*ᵀ H u*), the minimum of J0 and of J.
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
-    excess_at_zero : float
-        J0(0) − J* = ½ u*ᵀg = ½ ‖u*‖²_H, the excess loss of the start w = 0 (the natural
-        scale of an excess loss).
+
+    The property :attr:`excess_at_zero` is J0(0) − J*, the natural scale of an excess loss.
 
     Raises
     ------
@@ -151,7 +150,10 @@ class OLS:
 
     @property
     def excess_at_zero(self) -> float:
-        """J0(0) − J* = ½ u*ᵀg = ½ ‖u*‖²_H (the same bits as ``u_star @ g / 2``)."""
+        """J0(0) − J* = ½ u*ᵀg = ½ ‖u*‖²_H, the excess loss of the start w = 0 (float).
+
+        The natural scale of an excess loss; the same bits as ``u_star @ g / 2``.
+        """
         return float(self.u_star @ self.g / 2)
 
     # ------------------------------------------------------------------ constructors

@@ -73,7 +73,7 @@ class GDRun:
 
 @dataclass(frozen=True, kw_only=True)
 class BNGDRun(GDRun):
-    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
+    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.runs.GDRun`
     (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
     u_k = a_k w_k/‖w_k‖_H), plus
 

@@ -115,8 +115,8 @@ class BNOLSCalculus:
     ----------
     d : sympy.Symbol
         The dimension (integer, positive).
-    w, g, u_star : sympy.MatrixSymbol, shape (d, 1)
-        The weight, g = E[x y] and the OLS solution u* (printed ``u^*``).
+    w, g, u_star : sympy.MatrixSymbol
+        Columns of d rows: the weight, g = E[x y] and the OLS solution u* (printed ``u^*``).
     H : sympy.MatrixSymbol, shape (d, d)
         H = E[x xᵀ]; :meth:`symmetric` applies Hᵀ = H.
     identity : sympy.Identity
@@ -125,10 +125,10 @@ class BNOLSCalculus:
         The BN scale, c = E[y²], and p = wᵀg (real).
     q : sympy.Symbol
         q = wᵀHw = ‖w‖²_H (positive).
-    J : sympy expression
+    J : sympy.Expr
         J(a, w) = (c − 2 a p/√q + a²)/2 in the scalars p and q.
-    grad_p, grad_q : sympy matrix expressions, shape (d, 1)
-        ∇_w p = g and ∇_w q = 2 H w, as sympy differentiates them (with Hᵀ = H applied).
+    grad_p, grad_q : sympy.MatrixExpr
+        Columns of d rows: ∇_w p = g and ∇_w q = 2 H w, as sympy differentiates them (with Hᵀ = H applied).
     """
 
     d: sp.Symbol

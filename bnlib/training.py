@@ -1,5 +1,6 @@
 """Training of the network experiments: plain mini-batch SGD over grids of step sizes in
-lockstep (:func:`sgd`) and the paper's three variants over one grid (:func:`sweep`);
+lockstep (:func:`~bnlib.nn.sgd`) and the paper's three variants over one grid
+(:func:`~bnlib.nn.sweep`);
 re-exported by :mod:`bnlib.nn`.
 
 Many networks train at once. Every parameter array carries a leading *model* shape P (for
@@ -162,13 +163,16 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     max_chunk_bytes = v.count(max_chunk_bytes, "max_chunk_bytes", minimum=1)
     workers = v.count(workers, "workers", minimum=1)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds,
-                    weight_scale, keep_params, blowup, max_chunk_bytes, workers)
+        return _sgd(net, (Xtr, ytr, Xte, yte), lr=lr, lr_a_arr=lr_a_arr, L=L, epochs=epochs,
+                    batch_size=batch_size, seeds=seeds, weight_scale=weight_scale,
+                    keep_params=keep_params, blowup=blowup, max_chunk_bytes=max_chunk_bytes,
+                    workers=workers)
 
 
-def _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
-         keep_params, blowup, max_chunk_bytes, workers):
-
+def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale, keep_params,
+         blowup, max_chunk_bytes, workers):
+    """The training loop of :func:`sgd` on validated arguments; ``data`` = (Xtr, ytr, Xte, yte)."""
+    Xtr, ytr, Xte, yte = data
     S, nL = len(seeds), int(np.prod(L, dtype=int))
     eps_w = np.broadcast_to(lr, L).reshape(-1)
     eps_a = np.broadcast_to(lr_a_arr, L).reshape(-1)
@@ -256,7 +260,7 @@ def _sgd(net, Xtr, ytr, Xte, yte, lr, lr_a_arr, L, epochs, batch_size, seeds, we
 
 
 def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=100,
-          seeds=(0, 1, 2), eps=1e-5):
+          seeds=(0, 1, 2), var_offset=None, eps=None, uniform=False):
     """The paper's three training variants on one architecture, over a grid of steps.
 
     - ``"gd"``: no BN (biases instead), every parameter stepped with ε;
@@ -277,28 +281,35 @@ def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=
         The values of ε_a for ``"bn_split"``.
     epochs, batch_size, seeds
         As :func:`~bnlib.nn.sgd`.
-    eps : float
-        BN's variance offset.
+    var_offset : float, default 1e-5
+        BN's variance offset (as :class:`~bnlib.nn.MLP`); ``eps=`` is its old name.
+    uniform : bool
+        If true, every variant has model shape (S, A, n): ``"gd"`` and ``"bn"`` with A = 1
+        (their ``lr_a`` of shape (1, n)), so one code path reads all three.
 
     Returns
     -------
     dict of SGDRun
-        ``"gd"`` and ``"bn"`` with model shape (S, n), ``"bn_split"`` with (S, A, n).
+        ``"gd"`` and ``"bn"`` with model shape (S, n), ``"bn_split"`` with (S, A, n); all
+        (S, A, n) with ``uniform=True``. The numbers do not depend on ``uniform``.
 
     Raises
     ------
     ValueError, TypeError
-        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.sgd`; also if ``lr`` or ``lr_a`` is not 1-D.
+        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.sgd`; also if ``lr`` or ``lr_a`` is not
+        1-D, or if both ``var_offset`` and ``eps`` are given.
     """
     lr = v.positive_array(lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
     if lr.ndim != 1 or lr_a.ndim != 1:
         raise ValueError(f"lr and lr_a must be 1-D grids, got shapes {lr.shape} and {lr_a.shape}")
     kw = {"epochs": epochs, "batch_size": batch_size, "seeds": seeds}
-    plain = MLP(sizes, bn=False, loss=loss, eps=eps)
-    bn = MLP(sizes, bn=True, loss=loss, eps=eps)
-    return {"gd": sgd(plain, data, lr, **kw),
-            "bn": sgd(bn, data, lr, **kw),
+    offset = v.var_offset(var_offset, eps)
+    plain = MLP(sizes, bn=False, loss=loss, var_offset=offset)
+    bn = MLP(sizes, bn=True, loss=loss, var_offset=offset)
+    grid = lr[None, :] if uniform else lr
+    return {"gd": sgd(plain, data, grid, **kw),
+            "bn": sgd(bn, data, grid, **kw),
             "bn_split": sgd(bn, data, lr[None, :], lr_a[:, None], **kw)}
 
 

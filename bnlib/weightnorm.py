@@ -45,7 +45,7 @@ __all__ = ["WNGDRun", "wn_loss", "wn_grad", "wngd", "wngd_stack", "wn_jacobian",
 @dataclass(frozen=True, kw_only=True)
 class WNGDRun(BNGDRun):
     """The result of :func:`~bnlib.weightnorm.wngd`: the fields of
-    :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` = J_WN − J*
+    :class:`~bnlib.runs.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` = J_WN − J*
     computed as ½ (u_k − u*)ᵀH(u_k − u*), u_k = a_k w_k/‖w_k‖, and ``lr_eff`` the effective
     step ε a_k²/‖w_k‖² with the **Euclidean** norm (BN's uses ‖w_k‖_H)."""
 

@@ -252,7 +252,7 @@ def lr_study(kappa, d=100, n_seeds=5, seed=2024):
     return problems, w0 / np.linalg.norm(w0, axis=1, keepdims=True)
 
 
-#: The book's standard window measurement: the budget K and the relative tolerance.
+#: The book's standard window measurement (the budget K and the relative tolerance).
 STANDARD = {"steps": 10_000, "tol": 1e-6}
 
 

@@ -140,3 +140,13 @@ def test_var_offset_and_its_old_name_eps(rng):
         batchnorm_forward(x, 1.0, 0.0, var_offset=-1.0)
     with pytest.raises(TypeError):
         batchnorm_forward(x, 1.0, 0.0, 0.3, eps=0.3)
+
+
+def test_cache_is_a_named_tuple_of_the_forward_quantities(rng):
+    x = rng.standard_normal((6, 3))
+    _, cache = batchnorm_forward(x, 2.0, np.zeros(3), 0.3)
+    assert isinstance(cache, tuple) and len(cache) == 6
+    assert np.allclose(cache.inv_std, 1 / np.sqrt(x.var(0, keepdims=True) + 0.3), rtol=1e-14)
+    assert np.allclose(cache.xhat, (x - x.mean(0)) * cache.inv_std, rtol=1e-14)
+    assert (cache.beta_shape, cache.axis, cache.shape) == ((3,), 0, (6, 3))
+    assert cache.inv_std is cache[1]

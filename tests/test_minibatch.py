@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import bnlib
+from bnlib import _minibatch_runs
 from bnlib import minibatch as mb
 from bnlib.bn import batch_std_mean, batchnorm_backward, batchnorm_forward
 
@@ -178,7 +179,7 @@ def test_sgd_floor_against_simulation_and_small_step_limit(problem):
     w = np.broadcast_to(problem.u_star, (R, problem.d)).copy()
     acc = []
     for k in range(K):
-        _, dw = mb._sgd_batch_grad(X[k], y[k], w)
+        _, dw = _minibatch_runs._sgd_batch_grad(X[k], y[k], w)
         w -= lr * dw
         if k >= K // 2:
             acc.append(problem.loss(w) - problem.min_loss)

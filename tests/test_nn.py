@@ -308,11 +308,40 @@ def test_sgd_bad_input(call, err, rng):
 @pytest.mark.parametrize(("kwargs", "err"), [
     ({"sizes": (5,)}, ValueError), ({"sizes": (5, 1)}, ValueError), ({"sizes": (5, 0, 3)}, ValueError),
     ({"sizes": (5, 2.5, 3)}, TypeError), ({"sizes": "53"}, TypeError), ({"loss": "hinge"}, ValueError),
-    ({"eps": -1e-5}, ValueError), ({"momentum": 1.0}, ValueError), ({"bn": "yes"}, TypeError),
+    ({"eps": -1e-5}, ValueError), ({"var_offset": -1e-5}, ValueError),
+    ({"var_offset": 0.1, "eps": 0.1}, TypeError), ({"var_offset": np.nan}, ValueError),
+    ({"momentum": 1.0}, ValueError), ({"bn": "yes"}, TypeError),
 ])
 def test_mlp_bad_construction(kwargs, err):
     with pytest.raises(err):
         MLP(**({"sizes": (5, 4, 3)} | kwargs))
+
+
+def test_var_offset_and_its_old_name_eps(rng):
+    new, old, pos = MLP((5, 4, 3), var_offset=0.25), MLP((5, 4, 3), eps=0.25), MLP((5, 4, 3), True,
+                                                                                  "cross_entropy", 0.25)
+    assert new == old == pos and new.eps == new.var_offset == 0.25
+    assert MLP((5, 3)).var_offset == 1e-5 and MLP((5, 3)) != new
+    X, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+    p = new.init(0)
+    loss, _ = new.loss_and_grad(p, X, y)
+    z = X @ p["W0"]                                     # BN with offset 0.25, by hand
+    h = np.maximum((z - z.mean(0)) / np.sqrt(z.var(0) + 0.25), 0) @ p["W1"]
+    t = (h - h.mean(0)) / np.sqrt(h.var(0) + 0.25)
+    expect = -np.mean(t[np.arange(6), y] - np.log(np.exp(t).sum(1)))
+    assert np.isclose(loss, expect, rtol=1e-12)
+
+
+def test_param_names_follow_the_layout():
+    assert MLP((5, 4, 3), bn=False).param_names() == ["W0", "b0", "W1", "b1"]
+    bn = MLP((5, 4, 3))
+    assert bn.param_names() == ["W0", "gamma0", "beta0", "W1", "gamma1", "beta1"]
+    assert bn.param_names(trainable_only=False)[6:] == ["mean0", "var0", "mean1", "var1"]
+    assert bn.bn_param_names() == ["gamma0", "beta0", "gamma1", "beta1"]
+    assert {k: q.shape for k, q in bn.init(0, shape=(2,)).items()} == {
+        "W0": (2, 5, 4), "gamma0": (2, 1, 4), "beta0": (2, 1, 4), "mean0": (2, 1, 4),
+        "var0": (2, 1, 4), "W1": (2, 4, 3), "gamma1": (2, 1, 3), "beta1": (2, 1, 3),
+        "mean1": (2, 1, 3), "var1": (2, 1, 3)}
 
 
 def test_loss_and_grad_bad_input(rng):
@@ -350,6 +379,23 @@ def test_sweep_runs_the_three_variants(rng):
     assert np.allclose(plain.batch_loss[:, 0], out["gd"].batch_loss[:, 0, 0], rtol=1e-12)
     with pytest.raises(ValueError):
         sweep((5, 3), "quadratic", data, lr[None], epochs=1, batch_size=15)
+    with pytest.raises(TypeError):
+        sweep((5, 3), "quadratic", data, lr, epochs=1, batch_size=15, var_offset=0.1, eps=0.1)
+
+
+def test_sweep_uniform_shapes_hold_the_same_numbers(rng):
+    data = tiny_data(rng, n=60)
+    lr = np.array([0.1, 1.0, 10.0])
+    kw = dict(lr_a=(1.0, 0.01), epochs=1, batch_size=15, seeds=(0, 1))
+    mixed = sweep((5, 3), "quadratic", data, lr, var_offset=0.5, **kw)
+    same = sweep((5, 3), "quadratic", data, lr, eps=0.5, uniform=True, **kw)
+    for key in ("gd", "bn"):
+        assert same[key].test_acc.shape == (2, 1, 3) and same[key].lr.shape == (1, 3)
+        assert np.array_equal(same[key].batch_loss[:, :, 0], mixed[key].batch_loss)
+        assert np.array_equal(same[key].test_loss[:, 0], mixed[key].test_loss)
+    assert np.array_equal(same["bn_split"].batch_loss, mixed["bn_split"].batch_loss)
+    other = sweep((5, 3), "quadratic", data, lr, **kw)          # the offset reaches the nets
+    assert not np.array_equal(other["bn"].batch_loss, mixed["bn"].batch_loss)
 
 
 # ----------------------------------------------------------------------- decades_above

@@ -1,0 +1,327 @@
+"""The run engine of :mod:`bnlib.minibatch`: its result type, the training set's problem, the
+batch gradients, the checks and the step loop shared by :func:`~bnlib.minibatch.bn_sgd` and
+:func:`~bnlib.minibatch.sgd` (see that module for the conventions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _validate as v
+from .ols import OLS
+
+_RECORDS = ("all", "loss")
+
+
+@dataclass(frozen=True)
+class MiniBatchRun:
+    """The result of :func:`~bnlib.minibatch.bn_sgd` or :func:`~bnlib.minibatch.sgd`.
+
+    K is the number of steps, S the batch shape of runs (see the module docstring).
+
+    Attributes
+    ----------
+    loss : numpy.ndarray, shape (K+1, S...)
+        The training loss on the whole set: for BN-SGD J_n(a_k, w_k), BN with the statistics
+        of the whole set (:func:`~bnlib.minibatch.train_problem`); for SGD J0_n(w_k).
+        ``inf`` from the step at which a run diverged.
+    excess : numpy.ndarray, shape (K+1, S...)
+        ``loss`` minus its minimum over the parameters, ½ (u − û)ᵀ H_n (u − û) with u the
+        represented OLS weight (u = a w/‖w‖_{H_n} with BN) and û the training-set solution.
+    test_excess : numpy.ndarray or None, shape (K+1, S...)
+        With ``problem`` given: the population excess ½ (u − u*)ᵀ H (u − u*), for BN with
+        the population statistics (u = a w/‖w‖_H, BN at inference with exact running
+        statistics).
+    batch_loss : numpy.ndarray, shape (K, S...)
+        The batch loss of step k (before its update).
+    grad_norm2 : numpy.ndarray, shape (K, S...)
+        ‖∇_w J_B‖² of step k (for SGD ‖∇ J0_B‖²).
+    diverged : bool or numpy.ndarray of bool, shape S
+    lr : float or numpy.ndarray, shape S
+    w_final : numpy.ndarray, shape (S..., d)
+    steps, batch : int
+    w : numpy.ndarray or None, shape (K+1, S..., d); ``None`` unless ``record="all"``
+    batches : numpy.ndarray of int or None, shape (K, S..., B)
+        Indices of the samples of each step's batch; ``None`` unless ``record="all"``.
+    a, lr_eff, w_norm, lr_a, a_final : numpy.ndarray or None
+        BN-SGD only (``None`` for SGD): the scale a_k (``record="all"``), the effective step
+        ε a_k²/‖w_k‖²_{H_n} and ‖w_k‖ (shape (K+1, S...)), ε_a and the last a.
+    """
+
+    loss: np.ndarray
+    excess: np.ndarray
+    test_excess: np.ndarray | None
+    batch_loss: np.ndarray
+    grad_norm2: np.ndarray
+    diverged: np.ndarray
+    lr: np.ndarray
+    w_final: np.ndarray
+    steps: int
+    batch: int
+    w: np.ndarray | None = None
+    batches: np.ndarray | None = None
+    a: np.ndarray | None = None
+    lr_eff: np.ndarray | None = None
+    w_norm: np.ndarray | None = None
+    lr_a: np.ndarray | None = None
+    a_final: np.ndarray | None = None
+
+
+# ---------------------------------------------------------------------------- helpers
+def _data(data):
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise TypeError("data must be a tuple (X, y) of a training set")
+    X = v.finite_array(data[0], "X")
+    y = v.finite_array(data[1], "y")
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"X must have shape (n, d) with n >= 2, got shape {X.shape}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got shape {y.shape}")
+    return X, y
+
+
+def train_problem(data, centered=True) -> OLS:
+    """The training set's own OLS problem: what full-batch training minimises.
+
+    With ``centered=True`` (BN, whose batch statistics remove the means) H_n = X_cᵀX_c/n and
+    g_n = X_cᵀy_c/n with the centred X_c, y_c, and c_n = yᵀy/n; then
+    ``train_problem(data).bn_loss(a, w)`` is the BN loss with the statistics of the whole set.
+    With ``centered=False`` (plain least squares) H_n = XᵀX/n, g_n = Xᵀy/n, c_n = yᵀy/n.
+
+    Parameters
+    ----------
+    data : tuple (X, y)
+        X of shape (n, d), y of shape (n,).
+    centered : bool
+
+    Returns
+    -------
+    bnlib.ols.OLS
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a tuple (X, y) of real arrays.
+    ValueError
+        If shapes disagree, values are not finite, or H_n is singular (e.g. n ≤ d).
+    """
+    X, y = _data(data)
+    if not centered:
+        return OLS.from_samples(X, y)
+    n = X.shape[0]
+    Xc, yc = X - X.mean(axis=0), y - y.mean()
+    return OLS(Xc.T @ Xc / n, Xc.T @ yc / n, float(y @ y) / n)
+
+
+def bn_batch_grad(Xb, yb, a, w):
+    """The BN batch loss and its gradients, through the batch statistics, for many runs.
+
+    J_B(a, w) = (1/2B) Σ_i (y_i − a ẑ_i)², ẑ_i = (x_iᵀw − mean)/s_B (biased variance, offset 0).
+    With p_B = (1/B) Σ y_i ẑ_i:
+
+        ∂_a J_B = a − p_B,
+        ∇_w J_B = (a/(B s_B)) Σ_i x_i (p_B ẑ_i − (y_i − ȳ)),
+
+    which is −(a/s_B)(g_B − (wᵀg_B/s_B²) H_B w) in the centred batch moments
+    H_B = X_cᵀX_c/B, g_B = X_cᵀy_c/B: the population gradient with (H, g) replaced by them.
+    Costs O(R B d) for R runs.
+
+    Parameters
+    ----------
+    Xb : numpy.ndarray, shape (R, B, d) or (B, d)
+        One batch per run (B ≥ 2), or one batch for all runs.
+    yb : numpy.ndarray, shape (R, B) or (B,)
+    a : numpy.ndarray, shape (R,)
+    w : numpy.ndarray, shape (R, d)
+
+    Returns
+    -------
+    loss, da : numpy.ndarray, shape (R,)
+    dw : numpy.ndarray, shape (R, d)
+
+    Notes
+    -----
+    No input checks (the inner loop of :func:`~bnlib.minibatch.bn_sgd`); a batch on which
+    xᵀw is constant gives ``nan``.
+    """
+    B = Xb.shape[-2]
+    if Xb.ndim == 2:                                     # one batch shared by every run
+        xi = w @ Xb.T                                    # (R, B)
+    else:
+        xi = np.matmul(Xb, w[:, :, None])[:, :, 0]
+    xi -= xi.mean(axis=1, keepdims=True)
+    s = np.sqrt(np.mean(xi * xi, axis=1))
+    z = xi / s[:, None]
+    p = np.mean(yb * z, axis=1)
+    loss = 0.5 * (np.mean(yb * yb, axis=-1) - 2.0 * a * p + a * a)
+    coef = (a / (B * s))[:, None] * (p[:, None] * z - (yb - yb.mean(axis=-1, keepdims=True)))
+    dw = coef @ Xb if Xb.ndim == 2 else np.matmul(coef[:, None, :], Xb)[:, 0, :]
+    return loss, a - p, dw
+
+
+def _sgd_batch_grad(Xb, yb, w):
+    if Xb.ndim == 2:                                     # one batch shared by every run
+        r = yb - w @ Xb.T
+        return 0.5 * np.mean(r * r, axis=1), -(r @ Xb) / Xb.shape[0]
+    r = yb - np.matmul(Xb, w[:, :, None])[:, :, 0]
+    return 0.5 * np.mean(r * r, axis=1), -np.matmul(r[:, None, :], Xb)[:, 0, :] / Xb.shape[1]
+
+
+def _check_common(lr, steps, batch, n, seed, record, blowup, repeats):
+    lr = v.positive_array(lr, "lr")
+    steps = v.count(steps, "steps", minimum=0)
+    batch = v.count(batch, "batch", minimum=2)
+    if batch > n:
+        raise ValueError(f"batch must be <= n = {n}, the size of the training set, got {batch}")
+    seed = v.count(seed, "seed", minimum=0)
+    if record not in _RECORDS:
+        raise ValueError(f"record must be one of {_RECORDS}, got {record!r}")
+    blowup = v.positive_scalar(blowup, "blowup")
+    if blowup <= 1:
+        raise ValueError(f"blowup must be > 1, got {blowup}")
+    if repeats is not None:
+        repeats = v.count(repeats, "repeats", minimum=1)
+    return lr, steps, batch, seed, blowup, repeats
+
+
+def _check_problem(problem, d):
+    if problem is None:
+        return None
+    if not isinstance(problem, OLS):
+        raise TypeError(f"problem must be a bnlib.OLS or None, got {type(problem).__name__}")
+    if problem.d != d:
+        raise ValueError(f"problem has dimension {problem.d}, the data {d}")
+    return problem
+
+
+def _excess(U, target, H):
+    """½ (u − û)ᵀ H (u − û) for U of shape (R, d)."""
+    E = U - target
+    return 0.5 * np.vecdot(E @ H, E)
+
+
+class _Batches:
+    """Per-run batches: a fresh permutation of range(n) per run and epoch (the data are
+    gathered in that order once per epoch; a batch is then a slice)."""
+
+    def __init__(self, X, y, batch, runs, seed):
+        self.X, self.y, self.batch, self.runs = X, y, batch, runs
+        self.n = X.shape[0]
+        self.per_epoch = self.n // batch
+        self.rng = np.random.default_rng(seed)
+        self.full = batch == self.n
+
+    def __call__(self, k):
+        """Indices (R, B) and the batch (R, B, d), (R, B) of step k."""
+        if self.full:                              # the whole set: no draw needed
+            idx = np.broadcast_to(np.arange(self.n), (self.runs, self.n))
+            return idx, self.X, self.y
+        j = k % self.per_epoch
+        if j == 0:
+            base = np.broadcast_to(np.arange(self.n), (self.runs, self.n))
+            self.perm = self.rng.permuted(base, axis=1)
+            self.Xp, self.yp = self.X[self.perm], self.y[self.perm]
+        sl = slice(j * self.batch, (j + 1) * self.batch)
+        return self.perm[:, sl], self.Xp[:, sl], self.yp[:, sl]
+
+
+def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, shape):
+    """The engine: R runs in lockstep. W (R, d), A (R,) or None, lr and lr_a (R,)."""
+    n, d = X.shape
+    R = W.shape[0]
+    train = train_problem((X, y), centered=bn)
+    Hn, un = train.H, train.u_star
+    draw = _Batches(X, y, batch, R, seed)
+    rows = {k: [] for k in ("loss", "excess", "test", "w_norm", "lr_eff", "w", "a")}
+    brows = {k: [] for k in ("batch_loss", "grad_norm2", "batches")}
+    alive = np.ones(R, dtype=bool)
+    limit = None
+    with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
+        for k in range(steps + 1):
+            if bn:
+                n2 = np.vecdot(W @ Hn, W)
+                U = (A / np.sqrt(n2))[:, None] * W
+            else:
+                U = W
+            exc = _excess(U, un, Hn)
+            loss = train.min_loss + exc
+            if limit is None:
+                limit = blowup * np.maximum(loss, 0.5 * train.c)
+            alive &= loss <= limit
+            if bn:
+                alive &= n2 < np.inf
+            dead = ~alive
+            if dead.any():
+                W[dead] = np.nan
+                U[dead] = np.nan
+                if bn:
+                    A[dead] = np.nan
+            rows["loss"].append(np.where(alive, loss, np.inf))
+            rows["excess"].append(np.where(alive, exc, np.inf))
+            if problem is not None:
+                if bn:
+                    Up = (A / np.sqrt(np.vecdot(W @ problem.H, W)))[:, None] * W
+                else:
+                    Up = W
+                te = _excess(Up, problem.u_star, problem.H)
+                rows["test"].append(np.where(alive, te, np.inf))
+            if bn:
+                rows["w_norm"].append(np.sqrt(np.vecdot(W, W)))
+                rows["lr_eff"].append(lr * A * A / n2)
+            if record == "all":
+                rows["w"].append(W.copy())
+                if bn:
+                    rows["a"].append(A.copy())
+            if k == steps:
+                break
+            idx, Xb, yb = draw(k)
+            if bn:
+                bl, da, dw = bn_batch_grad(Xb, yb, A, W)
+                W = W - lr[:, None] * dw
+                A = A - lr_a * da
+            else:
+                bl, dw = _sgd_batch_grad(Xb, yb, W)
+                W = W - lr[:, None] * dw
+            brows["batch_loss"].append(np.where(alive, bl, np.nan))
+            brows["grad_norm2"].append(np.where(alive, np.vecdot(dw, dw), np.nan))
+            if record == "all":
+                brows["batches"].append(np.array(idx))
+
+    def st(x, tail=()):
+        if not x:
+            return np.empty((0,) + shape + tail)
+        return np.stack(x).reshape((len(x),) + shape + tail)
+
+    def scal(z):
+        return z[()] if z.ndim == 0 else z
+
+    out = dict(
+        loss=st(rows["loss"]), excess=st(rows["excess"]),
+        test_excess=st(rows["test"]) if problem is not None else None,
+        batch_loss=st(brows["batch_loss"]), grad_norm2=st(brows["grad_norm2"]),
+        diverged=scal((~alive).reshape(shape)), lr=scal(lr.reshape(shape).copy()),
+        w_final=W.reshape(shape + (d,)), steps=steps, batch=batch,
+        w=st(rows["w"], (d,)) if record == "all" else None,
+        batches=(np.stack(brows["batches"]).reshape((steps,) + shape + (batch,))
+                 if record == "all" and steps > 0 else None),
+    )
+    if bn:
+        out.update(a=st(rows["a"]) if record == "all" else None, lr_eff=st(rows["lr_eff"]),
+                   w_norm=st(rows["w_norm"]), lr_a=scal(lr_a.reshape(shape).copy()),
+                   a_final=scal(A.reshape(shape)))
+    return MiniBatchRun(**out)
+
+
+def _shape(shapes, names, repeats):
+    try:
+        S = np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes, strict=True))
+        raise ValueError(f"shapes do not broadcast: {listed}") from None
+    return S if repeats is None else (repeats,) + S
+
+
+# ---------------------------------------------------------------------------- public runs
