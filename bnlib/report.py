@@ -83,7 +83,7 @@ def fixed(x, decimals: int = 2) -> float | int:
 def fmt(x, digits: int = 3) -> str:
     """``x`` as text with ``digits`` significant digits.
 
-    Plain notation for 1e-4 <= |x| < 1e6, scientific (``1.2e-07``) outside that range;
+    Plain notation for ``1e-4 <= |x| < 1e6``, scientific (``1.2e-07``) outside that range;
     integers are printed in full.
 
     Parameters
