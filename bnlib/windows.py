@@ -189,7 +189,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     a0, lr_a = np.asarray(a0, dtype=float), np.asarray(lr_a, dtype=float)
     nb = len(np.broadcast_shapes(a0.shape, lr_a.shape))
     ones = (1,) * (nb + 1)
-    ref = np.array([p.u_star @ p.g for p in problems]) / 2      # J0(0) - J* = ½ u*ᵀ H u*
+    ref = np.array([p.excess_at_zero for p in problems])        # J0(0) - J* = ½ u*ᵀ H u*
     K = int(budgets.max())
     bn = bngd_stack(problems, lr.reshape(ones + (-1,)), K, a0[..., None][None],
                     w0.reshape((S,) + ones + (-1,)), lr_a=lr_a[..., None][None], record="loss")
