@@ -143,7 +143,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
 
     Parameters
     ----------
-    problems : sequence of bnlib.OLS, length S
+    problems : sequence of bnlib.ols.OLS, length S
         Problems of equal dimension d (e.g. one per seed, from :func:`lr_study`).
     lr : array_like, shape (n,)
         Strictly increasing step sizes > 0, shared by both methods.
@@ -161,7 +161,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
 
     Returns
     -------
-    Windows
+    bnlib.windows.Windows
 
     Raises
     ------
@@ -243,7 +243,7 @@ def lr_study(kappa, d=100, n_seeds=5, seed=2024):
 
     Returns
     -------
-    problems : list of bnlib.OLS
+    problems : list of bnlib.ols.OLS
     w0 : numpy.ndarray, shape (n_seeds, d)
 
     Raises
@@ -286,13 +286,15 @@ def standard_windows(kappa=100.0, *, d=100, n_seeds=5, per_decade=4) -> Windows:
 
     Returns
     -------
-    Windows
+    bnlib.windows.Windows
         ``gd`` and ``bngd`` of shape (n_seeds,).
 
     Raises
     ------
-    TypeError, ValueError
-        As :func:`lr_study`; ValueError if ``per_decade`` < 1.
+    TypeError
+        As :func:`lr_study`.
+    ValueError
+        As :func:`lr_study`, or if ``per_decade`` < 1.
     RuntimeError
         If a window reaches an end of the grid (its width would be cut off).
     """
