@@ -22,6 +22,7 @@ import numpy as np
 from . import _validate as v
 from .descent import bngd_stack, gd_stack
 from .sweeps import eigen_problem
+from .theory import gd_lr_max
 
 __all__ = ["crossing_width", "Windows", "lr_windows", "lr_study", "standard_windows", "STANDARD"]
 
@@ -134,13 +135,15 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     A step size ε is in the window of a method when the relative excess
     (J − J*)/(J0(0) − J*) after ``steps`` steps is ≤ ``tol`` (GD starts at w = 0, BNGD at
     ``(a0, w0)``). The width is :func:`crossing_width` of log10 of that excess against
-    log10 ``tol``, so crossings are interpolated in log10 ε. One
+    log10 ``tol``, so crossings are interpolated in log10 ε. GD is also run at one extra step
+    size per problem, just below its stability edge 2/λ_max (1 − 10⁻⁹ times it), so that the
+    right end of its window, next to divergence, is interpolated too. One
     :func:`~bnlib.descent.bngd_stack` and one :func:`~bnlib.descent.gd_stack` call; no
     randomness.
 
     Parameters
     ----------
-    problems : sequence of bnlib.OLS, length S
+    problems : sequence of bnlib.ols.OLS, length S
         Problems of equal dimension d (e.g. one per seed, from :func:`lr_study`).
     lr : array_like, shape (n,)
         Strictly increasing step sizes > 0, shared by both methods.
@@ -158,7 +161,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
 
     Returns
     -------
-    Windows
+    bnlib.windows.Windows
 
     Raises
     ------
@@ -189,7 +192,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     a0, lr_a = np.asarray(a0, dtype=float), np.asarray(lr_a, dtype=float)
     nb = len(np.broadcast_shapes(a0.shape, lr_a.shape))
     ones = (1,) * (nb + 1)
-    ref = np.array([p.u_star @ p.g for p in problems]) / 2      # J0(0) - J* = ½ u*ᵀ H u*
+    ref = np.array([p.excess_at_zero for p in problems])        # J0(0) - J* = ½ u*ᵀ H u*
     K = int(budgets.max())
     bn = bngd_stack(problems, lr.reshape(ones + (-1,)), K, a0[..., None][None],
                     w0.reshape((S,) + ones + (-1,)), lr_a=lr_a[..., None][None], record="loss")
@@ -197,9 +200,19 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     w_bn = crossing_width(_log10(rel_bn), lr, np.log10(tol), axis=-2)
     w_gd = rel_gd = None
     if gd:
-        run = gd_stack(problems, lr[None, :], K, record="loss")
-        rel_gd = _relative(run.excess, budgets, ref[:, None])
-        w_gd = crossing_width(_log10(rel_gd), lr, np.log10(tol), axis=-2)
+        # one extra run per problem just below GD's edge 2/λ_max, where it neither converges
+        # nor diverges: the crossing next to divergence is then interpolated, not cut at the grid
+        edge = np.array([gd_lr_max(p.H) for p in problems]) * (1 - 1e-9)
+        lr_gd = np.concatenate([np.broadcast_to(lr, (S, lr.size)), edge[:, None]], axis=1)
+        run = gd_stack(problems, lr_gd, K, record="loss")
+        rel_all = _relative(run.excess, budgets, ref[:, None])           # (S, n + 1, m)
+        rel_gd = rel_all[:, :-1]
+        w_gd = np.empty((S, budgets.size))
+        for s in range(S):                                                 # S grids of n + 1 points
+            keep = np.ones(lr.size + 1, bool) if edge[s] not in lr else np.arange(lr.size + 1) < lr.size
+            order = np.argsort(lr_gd[s, keep])
+            w_gd[s] = crossing_width(_log10(rel_all[s, keep][order]), lr_gd[s, keep][order],
+                                     np.log10(tol), axis=0)
     one = np.ndim(steps) == 0                       # a single budget: no budget axis
     if one:
         budgets, rel_bn, w_bn = int(budgets[0]), rel_bn[..., 0], w_bn[..., 0]
@@ -230,7 +243,7 @@ def lr_study(kappa, d=100, n_seeds=5, seed=2024):
 
     Returns
     -------
-    problems : list of bnlib.OLS
+    problems : list of bnlib.ols.OLS
     w0 : numpy.ndarray, shape (n_seeds, d)
 
     Raises
@@ -273,13 +286,15 @@ def standard_windows(kappa=100.0, *, d=100, n_seeds=5, per_decade=4) -> Windows:
 
     Returns
     -------
-    Windows
+    bnlib.windows.Windows
         ``gd`` and ``bngd`` of shape (n_seeds,).
 
     Raises
     ------
-    TypeError, ValueError
-        As :func:`lr_study`; ValueError if ``per_decade`` < 1.
+    TypeError
+        As :func:`lr_study`.
+    ValueError
+        As :func:`lr_study`, or if ``per_decade`` < 1.
     RuntimeError
         If a window reaches an end of the grid (its width would be cut off).
     """
