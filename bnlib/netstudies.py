@@ -20,7 +20,7 @@ from .bn import batchnorm_forward
 from .nn import MLP, decades_above, sweep
 
 __all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
-           "effective_steps"]
+           "window_margin", "effective_steps"]
 
 #: The grid of ε of the study, 10^-2 to 10^6 with four points per decade.
 SOFTMAX_LR = np.logspace(-2, 6, 33)
@@ -91,6 +91,45 @@ def window_decades(runs, threshold):
         acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
         grid = run.lr.reshape(-1, acc.shape[-1])[0]
         out[name] = decades_above(grid, acc, threshold)
+    return out
+
+
+def window_margin(runs, threshold):
+    """Distance of the seed-mean test accuracy from ``threshold``, minimised over the grid.
+
+    The width of :func:`window_decades` counts grid points at or above ``threshold``; it is
+    robust (the same on another CPU or BLAS) when no point sits near the threshold. This
+    is the smallest ``|mean accuracy - threshold|`` over the grid points of each variant;
+    diverged points (which count as not reaching the threshold) are left out.
+
+    Parameters
+    ----------
+    runs : dict of bnlib.nn.SGDRun
+        As for :func:`window_decades`.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n));
+        ``inf`` if every point diverged.
+
+    Raises
+    ------
+    TypeError
+        If ``runs`` is not a dict of runs.
+    ValueError
+        If ``threshold`` is not finite.
+    """
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    threshold = float(v.finite_array(threshold, "threshold"))
+    out = {}
+    for name, run in runs.items():
+        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+        gap = np.where(np.isnan(acc), np.inf, np.abs(acc - threshold))
+        margin = gap.min(axis=-1)
+        out[name] = float(margin) if margin.ndim == 0 else margin
     return out
 
 

@@ -81,3 +81,21 @@ def test_window_decades_counts_grid_cells_of_the_seed_mean():
     np.testing.assert_allclose(out["bn_split"], [5 * 0.25, 5 * 0.25])
     with pytest.raises(TypeError, match="runs"):
         netstudies.window_decades([1], 0.8)
+
+
+def test_window_margin_is_the_closest_seed_mean_to_the_threshold():
+    lr = np.logspace(0, 1, 5)
+    acc = np.array([[0.1, 0.79, 0.95, 0.9, 0.3],
+                    [0.1, 0.83, 0.95, 0.2, 0.3]])   # means 0.1, 0.81, 0.95, 0.55, 0.3
+    div = np.zeros_like(acc, dtype=bool)
+    div[1, 0] = True                                # grid point 0 is left out
+    split = np.stack([acc, acc[::-1]], axis=1)      # (S, A, n)
+    out = netstudies.window_margin({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
+    assert out["gd"] == pytest.approx(0.01)
+    np.testing.assert_allclose(out["bn_split"], [0.01, 0.01])
+    all_div = netstudies.window_margin({"gd": fake_run(acc, lr, np.ones_like(div))}, 0.8)
+    assert all_div["gd"] == np.inf
+    with pytest.raises(TypeError, match="runs"):
+        netstudies.window_margin([1], 0.8)
+    with pytest.raises(ValueError, match="threshold"):
+        netstudies.window_margin({"gd": fake_run(acc, lr)}, np.nan)
