@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
+from ._kernel import normalized_grad
 
 __all__ = ["OLS", "check_spd"]
 
@@ -329,11 +330,8 @@ class OLS:
             −(a / ‖w‖_H) (g − (wᵀg / ‖w‖²_H) H w).
         """
         a, w, Hw, n2 = self._aw(a, w)
-        n = np.sqrt(n2)
-        wg = w @ self.g
-        dJ_da = a - wg / n
-        dJ_dw = -(a / n)[..., None] * (self.g - (wg / n2)[..., None] * Hw)
-        return dJ_da, dJ_dw
+        dJ_da, rn, _, G, _ = normalized_grad(a, w, Hw, w @ self.g, None, n2, self.g)
+        return dJ_da, -(a * rn)[..., None] * G
 
     def bn_to_ols(self, a, w) -> np.ndarray:
         """The OLS weight u = a w / ‖w‖_H that (a, w) represents: J(a, w) = J0(u)."""
