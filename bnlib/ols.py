@@ -285,18 +285,12 @@ class OLS:
         return w @ self.H - self.g
 
     def _aw(self, a, w):
-        w = self._w(w)
-        a = v.finite_array(a, "a")
-        try:
-            shape = np.broadcast_shapes(a.shape, w.shape[:-1])
-        except ValueError:
-            raise ValueError(f"a of shape {a.shape} does not broadcast with w of shape "
-                             f"{w.shape} (batch shape {w.shape[:-1]})") from None
+        a, w = v.scale_weights(a, w, self.d)
         Hw = w @ self.H
         n2 = np.einsum("...i,...i->...", Hw, w)
         if np.any(n2 <= 0):
             raise ValueError("w must be nonzero: BN's output x^T w / ||w||_H is undefined at w = 0")
-        return np.broadcast_to(a, shape), w, Hw, n2
+        return a, w, Hw, n2
 
     def bn_loss(self, a, w) -> np.ndarray:
         """J(a, w) = ½ (c − 2 a wᵀg / ‖w‖_H + a²).
