@@ -160,14 +160,14 @@ def sgd_floor(problem, batch, lr):
 
     Returns
     -------
-    float or numpy.ndarray (broadcast of ``batch`` and ``lr``)
+    float or numpy.ndarray
+        The excess, broadcast over ``batch`` and ``lr``; ``inf`` without a stationary state.
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an OLS or ``batch`` not integers.
-    ValueError
-        If ``batch`` < 1 or ``lr`` is not > 0.
+    TypeError, ValueError
+        As :func:`~bnlib.minibatch.scale_floor` for ``problem`` and ``batch`` (here any
+        ``batch`` >= 1 is allowed), or if ``lr`` is not > 0.
     """
     s2 = _noise_var(problem)
     b = _batch_sizes(batch, minimum=1).astype(float)

@@ -100,6 +100,7 @@ def train_problem(data, centered=True) -> OLS:
     Returns
     -------
     bnlib.ols.OLS
+        The problem (H_n, g_n, c_n) of the whole training set.
 
     Raises
     ------

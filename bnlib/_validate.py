@@ -103,6 +103,19 @@ def broadcast(**shapes) -> tuple:
         raise ValueError(f"shapes do not broadcast: {listed}") from None
 
 
+def scale_weights(a, w, d: int):
+    """A scale ``a`` and weights ``w`` of shape (..., d), finite, with ``a`` broadcast to the
+    batch shape ``w.shape[:-1]`` (a read-only view); ``ValueError`` naming both otherwise."""
+    w = vector_batch(w, "w", d)
+    a = finite_array(a, "a")
+    try:
+        shape = np.broadcast_shapes(a.shape, w.shape[:-1])
+    except ValueError:
+        raise ValueError(f"a of shape {a.shape} does not broadcast with w of shape "
+                         f"{w.shape} (batch shape {w.shape[:-1]})") from None
+    return np.broadcast_to(a, shape), w
+
+
 def blowup(x, name: str = "blowup") -> float:
     """A divergence factor: a finite real number > 1."""
     x = positive_scalar(x, name)

@@ -17,7 +17,13 @@ gives B = (); a 1-D ``lr`` of M step sizes gives B = (M,).
 :func:`~bnlib.descent.gd_stack` and :func:`~bnlib.descent.bngd_stack` do the same for S
 problems of equal dimension at once (e.g. S random problems, one per seed): their batch
 shape is (S, B...), with the problem axis first, and one batched product ``W_s @ H_s`` per
-step for all problems.
+step for all problems. Axis 0 of their batch is the problem axis: every array argument
+(``lr``, ``w0[..., :]`` and, for BNGD, ``lr_a`` and ``a0``) is broadcast against (S, B...)
+by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An array
+shared by all problems therefore needs a leading length-1 axis once it has any axes: M
+step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one start per
+problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size s with
+problem s.
 """
 
 from __future__ import annotations
@@ -93,12 +99,7 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
 
     Notes
     -----
-    Axis 0 of the batch is the problem axis: ``lr`` and ``w0[..., :]`` are broadcast against
-    (S, B...) by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An
-    array shared by all problems therefore needs a leading length-1 axis once it has any
-    axes: M step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one
-    start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size
-    s with problem s.
+    Problem axis first: see :mod:`bnlib.descent` for how ``lr`` and ``w0`` broadcast.
 
     Raises
     ------
@@ -172,35 +173,21 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
     ----------
     problems : sequence of bnlib.ols.OLS
         S ≥ 1 problems, all of dimension d.
-    lr, lr_a, a0 : float or array_like
-        Broadcast against the batch shape (S, B...) (see Notes).
-    steps : int
-    w0 : array_like, shape (d,) or broadcastable to (S, B..., d)
-        Starts; each must be nonzero.
-    tol, record, blowup
-        As in :func:`~bnlib.descent.bngd`; ``tol`` waits for every run of every problem.
+    lr, steps, a0, w0, lr_a, tol, record, blowup
+        As in :func:`~bnlib.descent.bngd`, the arrays broadcast against the batch shape
+        (S, B...) with the problem axis first (see :mod:`bnlib.descent`); every start must be
+        nonzero, and ``tol`` waits for every run of every problem.
 
     Returns
     -------
     BNGDRun
-        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
-
-    Notes
-    -----
-    Axis 0 of the batch is the problem axis: ``lr``, ``lr_a``, ``a0`` and ``w0[..., :]``
-    are broadcast against (S, B...) by numpy's rules, trailing axes aligned, and axis 0 of the
-    result must be S. An array shared by all problems therefore needs a leading length-1
-    axis once it has any axes: M step sizes for every problem are ``lr[None, :]`` (batch
-    shape (S, M)), and one start per problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of
-    length S pairs step size s with problem s.
+        Of batch shape (S, B...), laid out as the result of :func:`~bnlib.descent.gd_stack`.
 
     Raises
     ------
-    TypeError
-        If ``problems`` is not a sequence of :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
-        0, ``w0`` is zero for some problem, or an argument is invalid as in :func:`~bnlib.descent.bngd`.
+    TypeError, ValueError
+        As :func:`~bnlib.descent.gd_stack`, or on an argument :func:`~bnlib.descent.bngd`
+        rejects (e.g. a zero start).
     """
     return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
 

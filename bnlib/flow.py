@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
+from ._kernel import normalized_excess, normalized_grad
 from .ols import OLS
 from .runs import divergence_limit, masked
 
@@ -37,7 +38,7 @@ class FlowRun:
     loss : numpy.ndarray, shape (n+1, B...)
         J(a(t), w(t)); ``inf`` after divergence.
     excess : numpy.ndarray, shape (n+1, B...)
-        J − J*, computed as ½ (u − u*)ᵀ(H u − g) with u = a w/‖w‖_H (accurate near 0).
+        J − J*, computed as in :func:`~bnlib.descent.bngd` (accurate near 0).
     w_norm : numpy.ndarray, shape (n+1, B...)
         Euclidean norm ‖w(t)‖, constant along the exact flow.
     diverged : bool or numpy.ndarray of bool, shape B
@@ -55,23 +56,24 @@ class FlowRun:
     diverged: np.ndarray
 
 
-def _field(H, g, A, W, rate_a):
-    """Right-hand side (−ρ_a ∂_a J, −∇_w J) for a batch of states."""
-    HW = W @ H
+def _terms(problem, A, W):
+    HW = W @ problem.H
     n2 = np.einsum("...i,...i->...", HW, W)
-    n = np.sqrt(n2)
-    wg = W @ g
-    dA = -rate_a * (A - wg / n)
-    dW = (A / n)[..., None] * (g - (wg / n2)[..., None] * HW)
-    return dA, dW
+    dA, rn, t, G, _ = normalized_grad(A, W, HW, W @ problem.g, None, n2, problem.g)
+    return dA, rn, t, G
+
+
+def _field(problem, A, W, rate_a):
+    """Right-hand side (−ρ_a ∂_a J, −∇_w J) for a batch of states (the kernel of BNGD)."""
+    dA, rn, _, G = _terms(problem, A, W)
+    return -rate_a * dA, (A * rn)[..., None] * G
 
 
 def _excess(problem, A, W):
-    """J − J* = ½ (u − u*)ᵀ(H u − g), u = a w/‖w‖_H, accurate near the minimum."""
-    HW = W @ problem.H
-    s = A / np.sqrt(np.einsum("...i,...i->...", HW, W))
-    return 0.5 * np.einsum("...i,...i->...", s[..., None] * W - problem.u_star,
-                           s[..., None] * HW - problem.g)
+    """J − J*, accurate near the minimum: the excess of BNGD's engine (bnlib._kernel)."""
+    dA, _, t, G = _terms(problem, A, W)
+    return normalized_excess(dA, t, np.einsum("...i,...i->...", G, problem.u_star),
+                             np.einsum("...i,...i->...", W, G))
 
 
 def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e10):
@@ -124,8 +126,7 @@ def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e1
         rate_a = v.positive_array(lr_a, "lr_a")
     blowup = v.blowup(blowup)
     B = v.broadcast(a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]}, lr_a=rate_a.shape)
-    H, g = problem.H, problem.g
-    if np.any(np.einsum("...i,...i->...", w0 @ H, w0) <= 0):
+    if np.any(np.einsum("...i,...i->...", w0 @ problem.H, w0) <= 0):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     A = np.array(np.broadcast_to(a0, B), dtype=float)
     W = np.array(np.broadcast_to(w0, B + (problem.d,)), dtype=float)
@@ -145,10 +146,10 @@ def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e1
             excesses.append(masked(alive, exc, np.inf))
             if k == steps:
                 break
-            k1a, k1w = _field(H, g, A, W, ra)
-            k2a, k2w = _field(H, g, A + 0.5 * h * k1a, W + 0.5 * h * k1w, ra)
-            k3a, k3w = _field(H, g, A + 0.5 * h * k2a, W + 0.5 * h * k2w, ra)
-            k4a, k4w = _field(H, g, A + h * k3a, W + h * k3w, ra)
+            k1a, k1w = _field(problem, A, W, ra)
+            k2a, k2w = _field(problem, A + 0.5 * h * k1a, W + 0.5 * h * k1w, ra)
+            k3a, k3w = _field(problem, A + 0.5 * h * k2a, W + 0.5 * h * k2w, ra)
+            k4a, k4w = _field(problem, A + h * k3a, W + h * k3w, ra)
             A = A + (h / 6.0) * (k1a + 2.0 * k2a + 2.0 * k3a + k4a)
             W = W + (h / 6.0) * (k1w + 2.0 * k2w + 2.0 * k3w + k4w)
             exc = _excess(problem, A, W)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
+from ._kernel import normalized_grad
 
 __all__ = ["OLS", "check_spd"]
 
@@ -284,18 +285,12 @@ class OLS:
         return w @ self.H - self.g
 
     def _aw(self, a, w):
-        w = self._w(w)
-        a = v.finite_array(a, "a")
-        try:
-            shape = np.broadcast_shapes(a.shape, w.shape[:-1])
-        except ValueError:
-            raise ValueError(f"a of shape {a.shape} does not broadcast with w of shape "
-                             f"{w.shape} (batch shape {w.shape[:-1]})") from None
+        a, w = v.scale_weights(a, w, self.d)
         Hw = w @ self.H
         n2 = np.einsum("...i,...i->...", Hw, w)
         if np.any(n2 <= 0):
             raise ValueError("w must be nonzero: BN's output x^T w / ||w||_H is undefined at w = 0")
-        return np.broadcast_to(a, shape), w, Hw, n2
+        return a, w, Hw, n2
 
     def bn_loss(self, a, w) -> np.ndarray:
         """J(a, w) = ½ (c − 2 a wᵀg / ‖w‖_H + a²).
@@ -329,11 +324,8 @@ class OLS:
             −(a / ‖w‖_H) (g − (wᵀg / ‖w‖²_H) H w).
         """
         a, w, Hw, n2 = self._aw(a, w)
-        n = np.sqrt(n2)
-        wg = w @ self.g
-        dJ_da = a - wg / n
-        dJ_dw = -(a / n)[..., None] * (self.g - (wg / n2)[..., None] * Hw)
-        return dJ_da, dJ_dw
+        dJ_da, rn, _, G, _ = normalized_grad(a, w, Hw, w @ self.g, None, n2, self.g)
+        return dJ_da, -(a * rn)[..., None] * G
 
     def bn_to_ols(self, a, w) -> np.ndarray:
         """The OLS weight u = a w / ‖w‖_H that (a, w) represents: J(a, w) = J0(u)."""

@@ -53,17 +53,11 @@ class WNGDRun(BNGDRun):
 # ---------------------------------------------------------------------------- loss
 def _aw(problem, a, w):
     _check_problem(problem)
-    w = v.vector_batch(w, "w", problem.d)
-    a = v.finite_array(a, "a")
-    try:
-        shape = np.broadcast_shapes(a.shape, w.shape[:-1])
-    except ValueError:
-        raise ValueError(f"a of shape {a.shape} does not broadcast with w of shape "
-                         f"{w.shape}") from None
+    a, w = v.scale_weights(a, w, problem.d)
     n2 = np.einsum("...i,...i->...", w, w)
     if np.any(n2 <= 0):
         raise ValueError("w must be nonzero: w/||w|| is undefined at w = 0")
-    return np.broadcast_to(a, shape), w, np.sqrt(n2)
+    return a, w, np.sqrt(n2)
 
 
 def wn_loss(problem, a, w) -> np.ndarray:
@@ -131,46 +125,11 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : bnlib.ols.OLS
-    lr : float or array_like
-        Weight step(s) ε > 0; an array runs one WNGD per entry, all at once.
-    steps : int
-        Number of steps K ≥ 0.
-    a0 : float or array_like
-        Start of the scale a (broadcast with the batch shape).
-    w0 : array_like, shape (d,) or (B..., d)
-        Start of the weights; must be nonzero.
+    problem, lr, steps, a0, w0, tol, record, blowup
+        As in :func:`~bnlib.descent.bngd` (``w0`` nonzero).
     lr_a : float or array_like
         Step(s) ε_a > 0 of a, broadcast with ``lr``. Unlike BN's, the curvature of J_WN in a
         is ŵᵀHŵ, not 1, so ε_a ≤ 1 is not a safe default for every problem.
-    tol : float, optional
-        Stop once every live run has ``excess <= tol``.
-    record : {"all", "loss"}
-        ``"loss"`` keeps only per-step scalars.
-    blowup : float
-        Divergence threshold factor, > 1.
-
-    Returns
-    -------
-    WNGDRun
-
-    Raises
-    ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
-        ``w0`` has the wrong shape, is not finite or is zero, or shapes do not broadcast.
-    """
-    _check_problem(problem)
-    return _wngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup)
-
-
-def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
-    """:func:`~bnlib.weightnorm.wngd` on S problems of equal dimension at once.
-
-    Broadcasting as in :func:`~bnlib.descent.bngd_stack`: the batch shape is (S, B...), with
-    the problem axis first (M step sizes for every problem are ``lr[None, :]``).
 
     Returns
     -------
@@ -179,7 +138,18 @@ def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
     Raises
     ------
     TypeError, ValueError
-        As :func:`~bnlib.descent.bngd_stack`.
+        On the arguments :func:`~bnlib.descent.bngd` rejects, for the same reasons.
+    """
+    _check_problem(problem)
+    return _wngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup)
+
+
+def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
+    """:func:`~bnlib.weightnorm.wngd` on S problems of equal dimension at once.
+
+    The broadcasting (batch shape (S, B...), the problem axis first: M step sizes for every
+    problem are ``lr[None, :]``), the layout of the :class:`~bnlib.weightnorm.WNGDRun` it
+    returns and the errors it raises are those of :func:`~bnlib.descent.bngd_stack`.
     """
     return _wngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
 

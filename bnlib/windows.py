@@ -46,12 +46,12 @@ def crossing_width(y, lr, level, axis=-1):
     level : float or array_like
         The threshold; an array broadcasts against ``y`` without ``axis``.
     axis : int
-        Axis of ``y`` along the grid; ``y.shape[axis]`` must be n.
+        The grid's axis of ``y`` (of length n), as in :func:`~bnlib.sweeps.log_width`.
 
     Returns
     -------
     float or numpy.ndarray
-        Widths in decades, shape ``y.shape`` without ``axis``.
+        One width in decades per sampled curve: ``y.shape`` with ``axis`` removed.
 
     Raises
     ------
