@@ -172,7 +172,7 @@ def saddle_multipliers(problem, lr, lr_a, w):
         The steps ε of w and ε_a of a.
     w : array_like, shape (d,)
         A saddle's weight: nonzero, with wᵀg = 0 up to rounding
-        (|wᵀg| <= 1e-9 ‖w‖ ‖g‖).
+        (``|wᵀg| <= 1e-9 ‖w‖ ‖g‖``).
 
     Returns
     -------
