@@ -76,20 +76,20 @@ def _excess(problem, A, W):
                              np.einsum("...i,...i->...", W, G))
 
 
-def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e10):
+def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=None, rate_a=None, blowup=1e10):
     """Integrate the gradient flow of J(a, w) with fixed-step RK4 from a batch of starts.
 
     Parameters
     ----------
     problem : bnlib.ols.OLS
-    a0 : float or array_like
-        Initial scale(s), broadcast with ``w0.shape[:-1]`` and ``rate_a``.
-    w0 : array_like, shape (d,) or (B..., d)
-        Initial weights; nonzero.
     t_end : float
-        Final time T > 0.
+        Final time T > 0 (the flow's counterpart of BNGD's ``lr`` times ``steps``).
     steps : int
         Number n ≥ 1 of RK4 steps of size T/n; every step is recorded.
+    a0 : float or array_like
+        Initial scale(s), broadcast with ``w0.shape[:-1]`` and ``lr_a``.
+    w0 : array_like, shape (d,) or (B..., d)
+        Initial weights; nonzero.
     lr_a : float or array_like, optional
         Relative speed ρ_a > 0 of a (default 1): da/dt = −ρ_a ∂_a J (BNGD with steps ε, ε_a
         follows the flow with ρ_a = ε_a/ε).
@@ -114,10 +114,10 @@ def bn_flow(problem, a0, w0, t_end, steps, *, lr_a=None, rate_a=None, blowup=1e1
     """
     if not isinstance(problem, OLS):
         raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
-    a0 = v.finite_array(a0, "a0")
-    w0 = v.vector_batch(w0, "w0", problem.d)
     t_end = v.positive_scalar(t_end, "t_end")
     steps = v.count(steps, "steps", minimum=1)
+    a0 = v.finite_array(a0, "a0")
+    w0 = v.vector_batch(w0, "w0", problem.d)
     if lr_a is not None and rate_a is not None:
         raise TypeError("give lr_a or its old name rate_a, not both")
     if lr_a is None:

@@ -23,7 +23,7 @@ def test_one_dimensional_closed_form():
     a0 = np.array([0.0, -4.0, 5.0])
     w0 = np.array([[0.7], [-1.3], [2.0]])
     rate_a = np.array([1.0, 0.5, 3.0])
-    run = bn_flow(p, a0, w0, 2.0, 400, rate_a=rate_a)
+    run = bn_flow(p, 2.0, 400, a0, w0, rate_a=rate_a)
     a_star = np.sign(w0[:, 0]) * 3.0 / np.sqrt(2.0)
     expect = a_star + (a0 - a_star) * np.exp(-rate_a * run.t[:, None])
     assert np.allclose(run.a, expect, rtol=0, atol=1e-9)
@@ -32,7 +32,7 @@ def test_one_dimensional_closed_form():
 
 def test_against_scipy(problem, starts):
     a0, w0 = starts
-    run = bn_flow(problem, a0, w0, 3.0, 300, rate_a=0.7)
+    run = bn_flow(problem, 3.0, 300, a0, w0, rate_a=0.7)
     H, g = problem.H, problem.g
 
     def rhs(_, z):
@@ -50,7 +50,7 @@ def test_against_scipy(problem, starts):
 
 def test_norm_of_w_is_conserved(problem, starts):
     a0, w0 = starts
-    run = bn_flow(problem, a0, w0, 5.0, 2000)
+    run = bn_flow(problem, 5.0, 2000, a0, w0)
     rel = np.abs(run.w_norm / run.w_norm[0] - 1)
     assert rel.max() < 1e-8
     assert np.allclose(run.w_norm, np.linalg.norm(run.w, axis=-1))
@@ -59,7 +59,7 @@ def test_norm_of_w_is_conserved(problem, starts):
 def test_energy_identity(problem, starts):
     """dJ/dt = −(ρ_a (∂_a J)² + ‖∇_w J‖²) along the flow (central differences in t)."""
     a0, w0 = starts
-    run = bn_flow(problem, a0, w0, 2.0, 2000, rate_a=2.0)
+    run = bn_flow(problem, 2.0, 2000, a0, w0, rate_a=2.0)
     dJ_da, dJ_dw = problem.bn_grad(run.a, run.w)
     dissipation = 2.0 * dJ_da**2 + np.sum(dJ_dw**2, axis=-1)
     h = run.t[1] - run.t[0]
@@ -73,10 +73,10 @@ def test_energy_identity(problem, starts):
 def test_fourth_order(problem, starts):
     """Halving the step divides the error at T by about 2⁴ = 16."""
     a0, w0 = starts
-    ref = bn_flow(problem, a0, w0, 4.0, 6400)
+    ref = bn_flow(problem, 4.0, 6400, a0, w0)
     errs = []
     for n in (100, 200, 400):
-        run = bn_flow(problem, a0, w0, 4.0, n)
+        run = bn_flow(problem, 4.0, n, a0, w0)
         errs.append(np.max(np.abs(run.w[-1] - ref.w[-1])) + np.max(np.abs(run.a[-1] - ref.a[-1])))
     ratios = np.array(errs[:-1]) / np.array(errs[1:])
     assert np.all((ratios > 12) & (ratios < 20)), ratios
@@ -86,7 +86,7 @@ def test_bngd_is_the_euler_discretisation(problem, starts):
     """BNGD with steps ε and ε_a = ρ_a ε follows the flow to first order in ε."""
     a0, w0 = starts
     T, rate_a = 2.0, 0.5
-    ref = bn_flow(problem, a0, w0, T, 400, rate_a=rate_a)
+    ref = bn_flow(problem, T, 400, a0, w0, rate_a=rate_a)
     errs = []
     for eps in (0.01, 0.005):
         run = bngd(problem, eps, round(T / eps), a0, w0, lr_a=rate_a * eps)
@@ -98,7 +98,7 @@ def test_divergence_is_flagged_without_warnings(problem):
     w0 = np.stack([np.ones(problem.d), np.ones(problem.d)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run = bn_flow(problem, np.array([1.0, 1.0]), w0, 3e5, 3, rate_a=np.array([1.0, 1e-6]))
+        run = bn_flow(problem, 3e5, 3, np.array([1.0, 1.0]), w0, rate_a=np.array([1.0, 1e-6]))
     assert run.diverged[0] and not run.diverged[1]
     assert np.isnan(run.a[-1, 0]) and np.isinf(run.loss[-1, 0])
     assert np.all(np.isfinite(run.a[:, 1]))
@@ -128,11 +128,19 @@ def test_bad_input(problem, kwargs, exc, match):
 
 def test_lr_a_is_the_new_name_of_rate_a(problem):
     w0 = np.random.default_rng(2).standard_normal(problem.d)
-    old = bn_flow(problem, 0.5, w0, 1.0, 50, rate_a=0.3)
-    new = bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.3)
+    old = bn_flow(problem, 1.0, 50, 0.5, w0, rate_a=0.3)
+    new = bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.3)
     assert np.array_equal(old.a, new.a) and np.array_equal(old.w, new.w)
-    assert not np.array_equal(bn_flow(problem, 0.5, w0, 1.0, 50).a, new.a)
+    assert not np.array_equal(bn_flow(problem, 1.0, 50, 0.5, w0).a, new.a)
     with pytest.raises(TypeError, match="not both"):
-        bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.3, rate_a=0.3)
+        bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.3, rate_a=0.3)
     with pytest.raises(ValueError, match="lr_a"):
-        bn_flow(problem, 0.5, w0, 1.0, 50, lr_a=0.0)
+        bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.0)
+
+
+def test_old_argument_order_fails_loudly(problem, rng):
+    """bn_flow(problem, t_end, steps, a0, w0) follows bngd(problem, lr, steps, a0, w0); a call in
+    the old order (a0, w0, t_end, steps) passes a weight vector as ``steps`` and must raise."""
+    w0 = rng.standard_normal(problem.d)
+    with pytest.raises((TypeError, ValueError), match="steps"):
+        bn_flow(problem, 0.5, w0, 1.0, 50)
