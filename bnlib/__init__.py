@@ -18,6 +18,10 @@ Public API (a contract: chapters and outside code call these names)
 - :mod:`bnlib.symbolic` — sympy helpers for the derivations (BN-loss calculus, moment
   expectations).
 - :mod:`bnlib.sweeps` — problems in H's eigenbasis and widths of step-size sets, for sweeps.
+- :mod:`bnlib.windows` — learning-rate windows (per seed, crossings interpolated), shared by
+  the chapters on the learning rate, dimension and the summary.
+- :mod:`bnlib.netstudies` — the network studies of the neural-network chapter.
+- :mod:`bnlib.report` — rounding for every number the book prints or glues.
 
 Every submodule and name is loaded on first use (a module ``__getattr__``), so
 ``import bnlib`` itself costs almost nothing; ``bnlib.theory``, ``from bnlib import OLS``
