@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
+from .sweeps import log_width
 from ._minibatch_closed import grad_noise, norm_growth, scale_floor, sgd_floor
 from ._minibatch_runs import (
     MiniBatchRun,
@@ -46,7 +47,7 @@ from ._minibatch_runs import (
 )
 
 __all__ = ["MiniBatchRun", "bn_sgd", "sgd", "bn_batch_grad", "train_problem", "grad_noise",
-           "norm_growth", "scale_floor", "sgd_floor"]
+           "norm_growth", "scale_floor", "sgd_floor", "good_window"]
 
 
 def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, problem=None,
@@ -156,6 +157,44 @@ def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, 
     eps = np.ascontiguousarray(np.broadcast_to(lr, shape)).reshape(R)
     return _run(False, X, y, problem, eps, None, None, W, steps, batch, seed, record, blowup,
                 shape)
+
+
+def good_window(final, lr, *, below=0.5, factor=2.0):
+    """Decades of step sizes that end near the method's own best level (the mini-batch window).
+
+    A noisy run has no convergence to a tolerance, only a floor; a step size counts as good
+    when its final relative excess is at most ``below`` (it learned) and at most ``factor``
+    times the best over the grid (it is near the method's own best level). The width is
+    :func:`~bnlib.sweeps.log_width` of that set.
+
+    Parameters
+    ----------
+    final : array_like, shape (..., M)
+        Final relative excesses over M step sizes (``inf``/``nan`` for diverged runs).
+    lr : array_like, shape (M,)
+        The step sizes, increasing on a logarithmic grid.
+    below, factor : float, > 0 and >= 1
+        The level a good run must reach, and how far above the best it may end.
+
+    Returns
+    -------
+    float or numpy.ndarray, shape ``final.shape[:-1]``
+
+    Raises
+    ------
+    ValueError
+        If ``below`` is not positive, ``factor < 1`` or the shapes do not match.
+    """
+    f = v.as_real_array(final, "final")
+    below = v.positive_scalar(below, "below")
+    factor = v.positive_scalar(factor, "factor")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if f.ndim == 0:
+        raise ValueError("final must have a last axis over the step sizes")
+    f = np.where(np.isnan(f), np.inf, f)
+    best = np.min(f, axis=-1, keepdims=True)
+    return log_width((f <= below) & (f <= factor * best), lr)
 
 
 # ---------------------------------------------------------------------------- closed forms

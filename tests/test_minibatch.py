@@ -236,3 +236,17 @@ def test_bad_data_and_problem(problem, data):
         mb.grad_noise(problem, 1)
     with pytest.raises(ValueError):
         mb.scale_floor(problem, 4, 2.0)
+
+
+def test_good_window_counts_decades_near_the_best_level():
+    lr = np.logspace(-2, 2, 9)                                   # two points per decade
+    final = np.array([0.9, 0.4, 0.02, 0.011, 0.01, 0.015, 0.03, np.inf, np.nan])
+    # good: <= 0.5 and <= 2 * 0.01 -> indices 3, 4, 5 (0.02 is exactly 2x: also good)
+    assert mb.good_window(final, lr) == pytest.approx(2.0)      # 4 points x 0.5 decades
+    assert mb.good_window(final, lr, factor=1.6) == pytest.approx(1.5)
+    stacked = mb.good_window(np.vstack([final, final * 100]), lr)
+    assert stacked.shape == (2,) and stacked[1] == 0.0           # never below 0.5
+    with pytest.raises(ValueError, match="factor"):
+        mb.good_window(final, lr, factor=0.5)
+    with pytest.raises(ValueError, match="below"):
+        mb.good_window(final, lr, below=0.0)
