@@ -33,7 +33,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from .sweeps import log_width
 from ._minibatch_closed import grad_noise, norm_growth, scale_floor, sgd_floor
 from ._minibatch_runs import (
     MiniBatchRun,
@@ -45,6 +44,7 @@ from ._minibatch_runs import (
     bn_batch_grad,
     train_problem,
 )
+from .sweeps import log_width
 
 __all__ = ["MiniBatchRun", "bn_sgd", "sgd", "bn_batch_grad", "train_problem", "grad_noise",
            "norm_growth", "scale_floor", "sgd_floor", "good_window"]
