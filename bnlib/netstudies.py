@@ -17,7 +17,8 @@ import numpy as np
 
 from . import _validate as v
 from .bn import batchnorm_forward
-from .nn import MLP, decades_above, sweep
+from .nn import MLP, sweep
+from .sweeps import log_width
 
 __all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
            "window_margin", "effective_steps"]
@@ -82,7 +83,7 @@ def window_decades(runs, threshold):
     TypeError
         If ``runs`` is not a dict of runs.
     ValueError
-        As :func:`bnlib.nn.decades_above`.
+        As :func:`bnlib.sweeps.log_width` of ``accuracy >= threshold``.
     """
     if not isinstance(runs, dict):
         raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
@@ -90,7 +91,7 @@ def window_decades(runs, threshold):
     for name, run in runs.items():
         acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
         grid = run.lr.reshape(-1, acc.shape[-1])[0]
-        out[name] = decades_above(grid, acc, threshold)
+        out[name] = log_width(acc >= threshold, grid)  # nan (all seeds diverged): outside
     return out
 
 
