@@ -25,7 +25,7 @@ from tools.nbcompare import numbers_match
 
 pytest_plugins = ["pytester"]  # tests/test_nbcompare.py runs nbval on a small notebook
 
-PLOTLY_NOTEBOOKS = {"12_explorer.ipynb"}
+PLOTLY_NOTEBOOKS = {"13_explorer.ipynb"}
 
 
 def pytest_configure(config):

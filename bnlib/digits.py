@@ -1,6 +1,6 @@
 """The digits data set of the network experiments: scikit-learn's 8×8 handwritten digits,
 standardised and split into a training and a test set by a seed (used by :mod:`bnlib.training`
-and chapter 10; re-exported by :mod:`bnlib.nn`)."""
+and chapter 11; re-exported by :mod:`bnlib.nn`)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
   rotated copy, e.g. on :meth:`~bnlib.ols.OLS.random` with the same spectrum and u* law, while
   costing O(d) instead of O(d²) per run and step in :mod:`bnlib.descent`.
 - :func:`~bnlib.sweeps.log_width` measures a set of step sizes on a logarithmic grid in decades
-  (the one width measure of the book: chapters 06, 07, 10 and 11).
+  (the one width measure of the book: chapters 06, 07, 11 and 12).
 - :func:`~bnlib.sweeps.random_rotation` draws a uniformly random orthogonal matrix, reproducibly.
 """
 
