@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_DELTA", "install", "uninstall", "perturb", "ProbeTransformer", "startup_source"]
+__all__ = ["DEFAULT_DELTA", "unit_roundoff", "install", "uninstall", "perturb", "ProbeTransformer",
+           "startup_source"]
 
 DEFAULT_DELTA = 3e-14
 HELPER = "_bnprobe_"   # prefix of the names the rewritten code calls (one underscore: no
@@ -286,6 +287,13 @@ class _Finder(importlib.abc.MetaPathFinder):
                 spec.loader = _Loader(fullname, spec.origin)
             return spec
         return None
+
+
+def unit_roundoff() -> float:
+    """The relative rounding error of one operation in this process: 2**-53 (IEEE double), or
+    the probe's delta when the probe is installed with a larger one. Tests derive their
+    rounding-level tolerances from it."""
+    return max(2.0**-53, _State.delta)
 
 
 def install(seed: int, delta: float = DEFAULT_DELTA, shell=None, package: str = "bnlib"):
