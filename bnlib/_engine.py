@@ -61,8 +61,9 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd=None, 
 
         s_{k} = ς s_{k−1} − ε (∇_w J + υ w_k),   w_{k+1} = w_k + s_k   (s_{−1} = 0),
 
-    and the same for a with ε_a and ∂_a J; with both None the loop is the plain step. Returns a dict of recorded arrays of shape
-    (L, N) or (L, S, N) (``w``: (L, …, d)), the final state and ``alive``.
+    and the same for a with ε_a and ∂_a J; with both None the loop is the plain step.
+    Returns a dict of recorded arrays of shape (L, N) or (L, S, N) (``w``: (L, …, d)), the
+    final state and ``alive``.
 
     Per step and run: one row of ``W @ H`` (a single batched product for all runs; an
     elementwise product when H is diagonal), one product ``W @ g`` and eight or nine other
