@@ -59,7 +59,7 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd=None, 
     ς), arrays like ``eps`` or None: with either given, every step is heavy ball on
     J + υ‖w‖²/2 (the decay on w only, the momentum on a and w),
 
-        s_{k} = ς s_{k−1} − ε (∇_w J + υ w_k),   w_{k+1} = w_k + s_k   (s_{−1} = 0),
+        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k),   w_{k+1} = w_k + Δw_k   (Δw_{−1} = 0),
 
     and the same for a with ε_a and ∂_a J; with both None the loop is the plain step.
     Returns a dict of recorded arrays of shape (L, N) or (L, S, N) (``w``: (L, …, d)), the
@@ -90,7 +90,7 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd=None, 
     if heavy:
         wd = np.zeros_like(eps) if wd is None else wd
         mom = np.zeros_like(eps) if mom is None else mom
-        SW = np.zeros_like(W)                      # the step s_k of w (and of a below)
+        SW = np.zeros_like(W)                      # the step Δw_k of w (and of a below)
         SA = np.zeros_like(eps) if norm else None
     with np.errstate(all="ignore"):
         while True:

@@ -234,8 +234,8 @@ def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, 
     """The engine: R runs in lockstep. W (R, d), A (R,) or None, lr and lr_a (R,).
 
     ``wd`` (weight decay υ on w) and ``mom`` (heavy-ball momentum ς on a and w), arrays (R,)
-    or None: with either given the step is s_k = ς s_{k−1} − ε (∇_w J_B + υ w_k),
-    w_{k+1} = w_k + s_k (s_{−1} = 0), and the same for a with ε_a and ∂_a J_B; with both
+    or None: with either given the step is Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
+    w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), and the same for a with ε_a and ∂_a J_B; with both
     None it is the plain step, bit for bit."""
     n, d = X.shape
     R = W.shape[0]

@@ -64,8 +64,8 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
         Coupled weight decay υ ≥ 0: the steps are taken on J0 + υ‖w‖²/2 (broadcast with
         the batch shape). ``loss`` and ``excess`` stay those of J0.
     momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1): s_k = ς s_{k−1} − ε (∇J0(w_k) + υ w_k),
-        w_{k+1} = w_k + s_k with s_{−1} = 0 (SGD with momentum as deep-learning frameworks
+        Heavy-ball momentum ς ∈ [0, 1): Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k),
+        w_{k+1} = w_k + Δw_k with Δw_{−1} = 0 (SGD with momentum as deep-learning frameworks
         write it, for a constant ε). With υ = ς = 0 (the default) the runs are the plain ones
         bit for bit.
 
@@ -159,7 +159,7 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         decayed. ``loss`` and ``excess`` stay those of J.
     momentum : float or array_like
         Heavy-ball momentum ς ∈ [0, 1) on both a and w, as in :func:`~bnlib.descent.gd`:
-        s_k = ς s_{k−1} − ε (∇_w J + υ w_k), w_{k+1} = w_k + s_k, and the same for a with
+        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k), w_{k+1} = w_k + Δw_k, and the same for a with
         ε_a and ∂_a J. With υ = ς = 0 (the default) the runs are the plain ones bit for bit.
 
     Returns

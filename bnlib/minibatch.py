@@ -89,8 +89,8 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
         Coupled weight decay υ ≥ 0 on w (not on a): the w-step is taken on
         J_B + υ‖w‖²/2. Broadcast with the batch shape like ``lr``.
     momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1) on a and w: s_k = ς s_{k−1} − ε (∇_w J_B + υ w_k),
-        w_{k+1} = w_k + s_k (s_{−1} = 0), the same for a with ε_a (SGD with momentum as
+        Heavy-ball momentum ς ∈ [0, 1) on a and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
+        w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a with ε_a (SGD with momentum as
         frameworks write it, for a constant step). ``grad_norm2`` stays ‖∇_w J_B‖². With
         υ = ς = 0 (the default) the runs are the plain ones bit for bit.
 
