@@ -274,7 +274,7 @@ def standard_decay():
     sweep : FloorSweep
         ε ∈ {0.1, 1, 10}, ευ at 7 points from 1e-4 to 1e-1, 10⁴ steps, the last 1000 averaged.
     windows : DecayWindows
-        101 steps ε from 1e-4 to 1e6, υ ∈ {0, 1e-4, 1e-3, 1e-2}, 2000 steps, tolerance
+        101 steps ε from 1e-4 to 1e6, υ ∈ {0, 1e-4, 1e-3, 1e-2}, 4000 steps, tolerance
         10⁻³ (J0(0) − J*).
     """
     problem = eigen_problem(np.logspace(0, 2, 20), seed=0)
@@ -283,5 +283,5 @@ def standard_decay():
     sweep = floor_sweep(problem, np.array([0.1, 1.0, 10.0]), np.logspace(-4, -1, 7), 10_000,
                         1.0, w0)
     win = decay_windows(problem, np.logspace(-4, 6, 101), np.array([0.0, 1e-4, 1e-3, 1e-2]),
-                        2000, 1.0, w0, 1e-3 * problem.excess_at_zero)
+                        4000, 1.0, w0, 1e-3 * problem.excess_at_zero)
     return problem, sweep, win
