@@ -506,30 +506,31 @@ def test_heavy_defaults_are_the_plain_runs_bitwise(problem, rng):
 def test_heavy_bngd_matches_naive_loop(problem, rng, decay, mom):
     w0 = rng.standard_normal(problem.d)
     lrs = np.array([0.05, 0.7, 4.0])
-    # 30 steps: with decay the runs reach the stability edge, where the loop and the engine's
-    # rounding differences (1e-16) grow by a few decades over 60 steps
-    run = bngd(problem, lrs, 30, 0.8, w0, lr_a=0.6, weight_decay=decay, momentum=mom)
+    # 20 steps and a loose tolerance: with decay the runs reach the stability edge, where
+    # rounding differences between the loop and the engine grow by decades within 60 steps
+    # (a wrong update differs at O(1))
+    run = bngd(problem, lrs, 20, 0.8, w0, lr_a=0.6, weight_decay=decay, momentum=mom)
     for j, lr in enumerate(lrs):
-        a_s, w_s = naive_heavy_bngd(problem.H, problem.g, 0.8, w0, lr, 0.6, 30, decay, mom)
-        assert np.allclose(run.w[:, j], w_s, rtol=1e-9, atol=1e-12)
-        assert np.allclose(run.a[:, j], a_s, rtol=1e-9, atol=1e-12)
+        a_s, w_s = naive_heavy_bngd(problem.H, problem.g, 0.8, w0, lr, 0.6, 20, decay, mom)
+        assert np.allclose(run.w[:, j], w_s, rtol=1e-7, atol=1e-10)
+        assert np.allclose(run.a[:, j], a_s, rtol=1e-7, atol=1e-10)
 
 
 def test_heavy_options_broadcast_with_the_batch(problem, rng):
     w0 = rng.standard_normal(problem.d)
     lrs = np.array([0.1, 1.0])
     decays = np.array([[0.0], [0.02], [0.05]])                  # batch shape (3, 2)
-    run = bngd(problem, lrs, 30, 1.0, w0, weight_decay=decays, momentum=0.3)
-    assert run.loss.shape == (31, 3, 2)
+    run = bngd(problem, lrs, 20, 1.0, w0, weight_decay=decays, momentum=0.3)
+    assert run.loss.shape == (21, 3, 2)
     for i, dcy in enumerate(decays[:, 0]):
-        _, w_s = naive_heavy_bngd(problem.H, problem.g, 1.0, w0, lrs[1], 1.0, 30, dcy, 0.3)
-        assert np.allclose(run.w[:, i, 1], w_s, rtol=1e-9, atol=1e-12)
+        _, w_s = naive_heavy_bngd(problem.H, problem.g, 1.0, w0, lrs[1], 1.0, 20, dcy, 0.3)
+        assert np.allclose(run.w[:, i, 1], w_s, rtol=1e-7, atol=1e-10)
     stack = bnlib.bngd_stack(_problems(), 0.5, 20, 1.0, np.ones(5),
                              weight_decay=np.array([0.0, 0.01, 0.1])[:, None])
     for s, p in enumerate(_problems()):
         dcy = [0.0, 0.01, 0.1][s]
         _, w_s = naive_heavy_bngd(p.H, p.g, 1.0, np.ones(5), 0.5, 1.0, 20, dcy, 0.0)
-        assert np.allclose(stack.w[:, s, 0], w_s, rtol=1e-9, atol=1e-12)
+        assert np.allclose(stack.w[:, s, 0], w_s, rtol=1e-7, atol=1e-10)
 
 
 def test_decayed_norm_recursion_on_runs(problem, rng):
