@@ -12,6 +12,8 @@ Public API (a contract: chapters and outside code call these names)
 - :mod:`bnlib.linearize` — BNGD linearised near a minimiser; GD's best step; acceleration.
 - :mod:`bnlib.weightnorm` — weight normalization on OLS (WNGD) and its linearisation.
 - :mod:`bnlib.minibatch` — BN with mini-batch statistics.
+- :mod:`bnlib.decay` — weight decay on BN's weight: the equilibrium floor, angular update
+  and windows (the runs take ``weight_decay=`` and ``momentum=``).
 - :mod:`bnlib.bn` — the batch-normalization layer (forward and backward).
 - :mod:`bnlib.nn` — numpy MLPs with BN, trained by SGD over grids of step sizes in lockstep
   (:mod:`bnlib.digits`, :mod:`bnlib.mlp`, :mod:`bnlib.training`).
@@ -32,7 +34,7 @@ import importlib
 
 _NAMES = {"OLS": "ols", "gd": "descent", "bngd": "descent", "gd_stack": "descent",
           "bngd_stack": "descent", "GDRun": "runs", "BNGDRun": "runs"}
-_MODULES = ("bn", "descent", "digits", "flow", "linearize", "minibatch", "mlp", "netstudies",
+_MODULES = ("bn", "decay", "descent", "digits", "flow", "linearize", "minibatch", "mlp", "netstudies",
             "nn", "ols", "rates", "report", "runs", "sweeps", "symbolic", "theory", "training",
             "weightnorm", "windows")
 

@@ -51,12 +51,19 @@ def _buffers(method, W, g):
     return Z[1], np.empty_like(W), np.empty_like(W), Z, gfull
 
 
-def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup):
+def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd=None, mom=None):
     """Run N runs of one method together.
 
     W : (N, d) or (S, N, d), a fresh float array updated in place; A, eps, eps_a : (N,) or
-    (S, N) (A and eps_a are ignored for GD). Returns a dict of recorded arrays of shape
-    (L, N) or (L, S, N) (``w``: (L, …, d)), the final state and ``alive``.
+    (S, N) (A and eps_a are ignored for GD). ``wd`` (weight decay υ) and ``mom`` (momentum
+    ς), arrays like ``eps`` or None: with either given, every step is heavy ball on
+    J + υ‖w‖²/2 (the decay on w only, the momentum on a and w),
+
+        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k),   w_{k+1} = w_k + Δw_k   (Δw_{−1} = 0),
+
+    and the same for a with ε_a and ∂_a J; with both None the loop is the plain step.
+    Returns a dict of recorded arrays of shape (L, N) or (L, S, N) (``w``: (L, …, d)), the
+    final state and ``alive``.
 
     Per step and run: one row of ``W @ H`` (a single batched product for all runs; an
     elementwise product when H is diagonal), one product ``W @ g`` and eight or nine other
@@ -79,6 +86,12 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup):
     rows = [[] for _ in names]
     limit = None
     k = 0
+    heavy = wd is not None or mom is not None
+    if heavy:
+        wd = np.zeros_like(eps) if wd is None else wd
+        mom = np.zeros_like(eps) if mom is None else mom
+        SW = np.zeros_like(W)                      # the step Δw_k of w (and of a below)
+        SA = np.zeros_like(eps) if norm else None
     with np.errstate(all="ignore"):
         while True:
             if hdiag is None:
@@ -143,6 +156,9 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup):
                     here = np.arange(N) if cols is None else cols
                     cols = here[live]
                     alive, limit, eps = alive[..., live], limit[..., live], eps[..., live]
+                    if heavy:
+                        wd, mom, SW = wd[..., live], mom[..., live], SW[..., live, :]
+                        SA = SA[..., live] if norm else None
                     step_dir = (R if norm else G)[..., live, :]
                     HW, G, R, Z, gfull = _buffers(method, W[..., live, :], g)
                     W = Z[0] if norm else W[..., live, :]
@@ -151,7 +167,14 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup):
                         A, eps_a, dev, q = A[..., live], eps_a[..., live], dev[..., live], q[..., live]
                     else:
                         G[...] = step_dir
-            if norm:
+            if heavy:
+                step = q[..., None] * R if norm else -eps[..., None] * G
+                SW = mom[..., None] * SW + (step - (eps * wd)[..., None] * W)
+                W += SW
+                if norm:
+                    SA = mom * SA - eps_a * dev
+                    A = A + SA
+            elif norm:
                 np.multiply(R, q[..., None], out=R)
                 W += R                             # w − ε ∇_w J, ∇_w J = −(a/‖w‖_M) D
                 A = A - eps_a * dev
@@ -167,9 +190,11 @@ def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup):
     return out
 
 
-def launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result=None):
+def launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result=None,
+           weight_decay=None, momentum=None):
     """Broadcast the per-run arguments to the batch shape B, flatten, run, reshape into
-    ``result`` (default :class:`~bnlib.runs.GDRun` or :class:`~bnlib.runs.BNGDRun`)."""
+    ``result`` (default :class:`~bnlib.runs.GDRun` or :class:`~bnlib.runs.BNGDRun`).
+    ``weight_decay`` and ``momentum`` (arrays broadcast to B, or None) go to :func:`engine`."""
     d = data.d
     norm = method != "gd"
     lead = () if data.S is None else (data.S,)
@@ -183,7 +208,12 @@ def launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result
         eps_a = np.ascontiguousarray(eps_a_b).reshape(flat)
     else:
         A = eps_a = None
-    res = engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup)
+    wd = mom = None
+    if weight_decay is not None:
+        wd = np.ascontiguousarray(np.broadcast_to(weight_decay, B), dtype=float).reshape(flat)
+    if momentum is not None:
+        mom = np.ascontiguousarray(np.broadcast_to(momentum, B), dtype=float).reshape(flat)
+    res = engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd, mom)
 
     def shaped(x, tail=()):
         return None if x is None else x.reshape(x.shape[:1] + B + tail)
@@ -209,13 +239,30 @@ def launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result
     )
 
 
-def normalized_run(method, data, lr, steps, a0, w0, lr_a, tol, record, blowup, result=None):
+def heavy_options(weight_decay, momentum):
+    """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays); each comes
+    back as an array, or None when it is zero everywhere (the plain step, bit for bit)."""
+    out = []
+    for x, name in ((weight_decay, "weight_decay"), (momentum, "momentum")):
+        x = v.finite_array(x, name)
+        if np.any(x < 0) or (name == "momentum" and np.any(x >= 1)):
+            rng = "[0, 1)" if name == "momentum" else ">= 0"
+            raise ValueError(f"{name} must be {rng}, got {v.short(x)}")
+        out.append(x if np.any(x != 0) else None)
+    return out
+
+
+def normalized_run(method, data, lr, steps, a0, w0, lr_a, tol, record, blowup, result=None,
+                   weight_decay=0.0, momentum=0.0):
     """Validate and run BNGD (``"bn"``) or WNGD (``"wn"``) on laid-out problems."""
     lr, steps, tol, blowup = common(lr, steps, tol, record, blowup)
+    wd, mom = heavy_options(weight_decay, momentum)
     lr_a = v.positive_array(lr_a, "lr_a")
     a0 = v.finite_array(a0, "a0")
     w0 = v.vector_batch(w0, "w0", data.d)
-    B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]})
+    extra = {k: x.shape for k, x in (("weight_decay", wd), ("momentum", mom)) if x is not None}
+    B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
+                     **{"w0[..., 0]": w0.shape[:-1]}, **extra)
     if method == "wn":
         if np.any(np.vecdot(w0, w0) <= 0):
             raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
@@ -228,4 +275,5 @@ def normalized_run(method, data, lr, steps, a0, w0, lr_a, tol, record, blowup, r
             n2 = data.h_norm2(np.broadcast_to(w0, lead))
         if np.any(n2 <= 0):
             raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
-    return launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result)
+    return launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result,
+                  wd, mom)

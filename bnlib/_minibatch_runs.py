@@ -229,8 +229,14 @@ class _Batches:
         return self.perm[:, sl], self.Xp[:, sl], self.yp[:, sl]
 
 
-def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, shape):
-    """The engine: R runs in lockstep. W (R, d), A (R,) or None, lr and lr_a (R,)."""
+def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, shape,
+         wd=None, mom=None):
+    """The engine: R runs in lockstep. W (R, d), A (R,) or None, lr and lr_a (R,).
+
+    ``wd`` (weight decay υ on w) and ``mom`` (heavy-ball momentum ς on a and w), arrays (R,)
+    or None: with either given the step is Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
+    w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), and the same for a with ε_a and ∂_a J_B; with both
+    None it is the plain step, bit for bit."""
     n, d = X.shape
     R = W.shape[0]
     train = train_problem((X, y), centered=bn)
@@ -240,6 +246,11 @@ def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, 
     brows = {k: [] for k in ("batch_loss", "grad_norm2", "batches")}
     alive = np.ones(R, dtype=bool)
     limit = None
+    heavy = wd is not None or mom is not None
+    if heavy:
+        wd = np.zeros(R) if wd is None else wd
+        mom = np.zeros(R) if mom is None else mom
+        SW, SA = np.zeros_like(W), np.zeros(R)
     with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
         for k in range(steps + 1):
             if bn:
@@ -281,11 +292,18 @@ def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, 
             idx, Xb, yb = draw(k)
             if bn:
                 bl, da, dw = bn_batch_grad(Xb, yb, A, W)
-                W = W - lr[:, None] * dw
-                A = A - lr_a * da
             else:
                 bl, dw = _sgd_batch_grad(Xb, yb, W)
+            if heavy:
+                SW = mom[:, None] * SW - lr[:, None] * (dw + wd[:, None] * W)
+                W = W + SW
+                if bn:
+                    SA = mom * SA - lr_a * da
+                    A = A + SA
+            else:
                 W = W - lr[:, None] * dw
+                if bn:
+                    A = A - lr_a * da
             brows["batch_loss"].append(np.where(alive, bl, np.nan))
             brows["grad_norm2"].append(np.where(alive, np.vecdot(dw, dw), np.nan))
             if record == "all":

@@ -33,14 +33,15 @@ import numpy as np
 from . import _validate as v
 from ._engine import check_problem as _check_problem
 from ._engine import common as _common
-from ._engine import launch, normalized_run
+from ._engine import heavy_options, launch, normalized_run
 from ._layout import _batch_shape, _Data, _stack
 from .runs import BNGDRun, GDRun
 
 __all__ = ["GDRun", "BNGDRun", "gd", "bngd", "gd_stack", "bngd_stack"]
 
 # ---------------------------------------------------------------------------- public
-def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
+def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weight_decay=0.0,
+       momentum=0.0):
     """Gradient descent on J0: w_{k+1} = w_k + ε (g − H w_k).
 
     Parameters
@@ -59,6 +60,14 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
     blowup : float
         A run is diverged once its state is not finite or its loss exceeds
         ``blowup * max(J0(w0), c/2)``.
+    weight_decay : float or array_like
+        Coupled weight decay υ ≥ 0: the steps are taken on J0 + υ‖w‖²/2 (broadcast with
+        the batch shape). ``loss`` and ``excess`` stay those of J0.
+    momentum : float or array_like
+        Heavy-ball momentum ς ∈ [0, 1): Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k),
+        w_{k+1} = w_k + Δw_k with Δw_{−1} = 0 (SGD with momentum as deep-learning frameworks
+        write it, for a constant ε). With υ = ς = 0 (the default) the runs are the plain ones
+        bit for bit.
 
     Returns
     -------
@@ -73,10 +82,12 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
         finite, ``tol <= 0``, or ``record`` is unknown.
     """
     _check_problem(problem)
-    return _gd(_Data([problem], stacked=False), lr, steps, w0, tol, record, blowup)
+    return _gd(_Data([problem], stacked=False), lr, steps, w0, tol, record, blowup,
+               weight_decay, momentum)
 
 
-def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10):
+def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10,
+             weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.gd` on S problems of equal dimension at once.
 
     Parameters
@@ -88,7 +99,7 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
     steps : int
     w0 : array_like, shape (d,) or broadcastable to (S, B..., d), optional
         Starts; zeros by default.
-    tol, record, blowup
+    tol, record, blowup, weight_decay, momentum
         As in :func:`~bnlib.descent.gd`; ``tol`` waits for every run of every problem.
 
     Returns
@@ -109,18 +120,21 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
         If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
         0, or an argument is invalid as in :func:`~bnlib.descent.gd`.
     """
-    return _gd(_stack(problems), lr, steps, w0, tol, record, blowup)
+    return _gd(_stack(problems), lr, steps, w0, tol, record, blowup, weight_decay, momentum)
 
 
-def _gd(data, lr, steps, w0, tol, record, blowup):
+def _gd(data, lr, steps, w0, tol, record, blowup, weight_decay, momentum):
     lr, steps, tol, blowup = _common(lr, steps, tol, record, blowup)
+    wd, mom = heavy_options(weight_decay, momentum)
     d = data.d
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]})
-    return launch("gd", data, B, lr, None, None, w0, steps, tol, record, blowup)
+    extra = {k: x.shape for k, x in (("weight_decay", wd), ("momentum", mom)) if x is not None}
+    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **extra)
+    return launch("gd", data, B, lr, None, None, w0, steps, tol, record, blowup, None, wd, mom)
 
 
-def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
+def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10,
+         weight_decay=0.0, momentum=0.0):
     """Batch-normalized gradient descent on J(a, w).
 
     a_{k+1} = a_k − ε_a ∂_a J(a_k, w_k),   w_{k+1} = w_k − ε ∇_w J(a_k, w_k).
@@ -140,6 +154,13 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
         As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
+    weight_decay : float or array_like
+        Coupled weight decay υ ≥ 0 on w only: the w-step is taken on J + υ‖w‖²/2; a is not
+        decayed. ``loss`` and ``excess`` stay those of J.
+    momentum : float or array_like
+        Heavy-ball momentum ς ∈ [0, 1) on both a and w, as in :func:`~bnlib.descent.gd`:
+        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k), w_{k+1} = w_k + Δw_k, and the same for a with
+        ε_a and ∂_a J. With υ = ς = 0 (the default) the runs are the plain ones bit for bit.
 
     Returns
     -------
@@ -151,7 +172,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
         If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
-        ``w0`` has the wrong shape, is not finite or is zero, or shapes do not broadcast.
+        ``w0`` has the wrong shape, is not finite or is zero, ``weight_decay < 0``,
+        ``momentum`` is outside [0, 1), or shapes do not broadcast.
 
     Notes
     -----
@@ -163,17 +185,19 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     relative accuracy far below the rounding error of ``loss`` = J* + excess.
     """
     _check_problem(problem)
-    return _bngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup)
+    return _bngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup,
+                 weight_decay, momentum)
 
 
-def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
+def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10,
+               weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.bngd` on S problems of equal dimension at once.
 
     Parameters
     ----------
     problems : sequence of bnlib.ols.OLS
         S ≥ 1 problems, all of dimension d.
-    lr, steps, a0, w0, lr_a, tol, record, blowup
+    lr, steps, a0, w0, lr_a, tol, record, blowup, weight_decay, momentum
         As in :func:`~bnlib.descent.bngd`, the arrays broadcast against the batch shape
         (S, B...) with the problem axis first (see :mod:`bnlib.descent`); every start must be
         nonzero, and ``tol`` waits for every run of every problem.
@@ -189,8 +213,10 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
         As :func:`~bnlib.descent.gd_stack`, or on an argument :func:`~bnlib.descent.bngd`
         rejects (e.g. a zero start).
     """
-    return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
+    return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup,
+                 weight_decay, momentum)
 
 
-def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
-    return normalized_run("bn", data, lr, steps, a0, w0, lr_a, tol, record, blowup)
+def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup, weight_decay, momentum):
+    return normalized_run("bn", data, lr, steps, a0, w0, lr_a, tol, record, blowup, None,
+                          weight_decay, momentum)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
+from ._engine import heavy_options
 from ._minibatch_closed import grad_noise, norm_growth, scale_floor, sgd_floor
 from ._minibatch_runs import (
     MiniBatchRun,
@@ -51,7 +52,7 @@ __all__ = ["MiniBatchRun", "bn_sgd", "sgd", "bn_batch_grad", "train_problem", "g
 
 
 def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, problem=None,
-           record="loss", blowup=1e10):
+           record="loss", blowup=1e10, weight_decay=0.0, momentum=0.0):
     """Mini-batch SGD with a BN layer: a_{k+1} = a_k − ε_a ∂_a J_B, w_{k+1} = w_k − ε ∇_w J_B.
 
     J_B is the BN loss of the step's batch, normalised by the batch statistics, and its
@@ -84,6 +85,14 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     blowup : float
         A run is diverged once its training loss exceeds ``blowup * max(J_n(a0, w0), c_n/2)``
         or its state is not finite.
+    weight_decay : float or array_like
+        Coupled weight decay υ ≥ 0 on w (not on a): the w-step is taken on
+        J_B + υ‖w‖²/2. Broadcast with the batch shape like ``lr``.
+    momentum : float or array_like
+        Heavy-ball momentum ς ∈ [0, 1) on a and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
+        w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a with ε_a (SGD with momentum as
+        frameworks write it, for a constant step). ``grad_norm2`` stays ‖∇_w J_B‖². With
+        υ = ς = 0 (the default) the runs are the plain ones bit for bit.
 
     Returns
     -------
@@ -95,8 +104,8 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
         If ``data`` is not a tuple (X, y), ``problem`` not an OLS, or an argument not numeric.
     ValueError
         If a step size is not > 0 and finite, ``steps < 0``, ``batch`` is not in [2, n],
-        ``w0`` has the wrong shape or is zero, shapes do not broadcast, or ``problem`` has
-        another dimension.
+        ``w0`` has the wrong shape or is zero, shapes do not broadcast, ``problem`` has
+        another dimension, ``weight_decay < 0`` or ``momentum`` is outside [0, 1).
     """
     X, y = _data(data)
     n, d = X.shape
@@ -108,18 +117,36 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     w0 = v.vector_batch(w0, "w0", d)
     if np.any(np.all(w0 == 0, axis=-1)):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
-    shape = _shape([lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]],
-                   ["lr", "lr_a", "a0", "w0[..., 0]"], repeats)
+    wd, mom = heavy_options(weight_decay, momentum)
+    names, shapes = _option_shapes(wd, mom)
+    shape = _shape([lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]] + shapes,
+                   ["lr", "lr_a", "a0", "w0[..., 0]"] + names, repeats)
     R = int(np.prod(shape))
     W = np.array(np.broadcast_to(w0, shape + (d,)), dtype=float).reshape(R, d)
     A = np.array(np.broadcast_to(a0, shape), dtype=float).reshape(R)
     eps = np.ascontiguousarray(np.broadcast_to(lr, shape)).reshape(R)
     eps_a = np.ascontiguousarray(np.broadcast_to(lr_a, shape)).reshape(R)
-    return _run(True, X, y, problem, eps, eps_a, A, W, steps, batch, seed, record, blowup, shape)
+    return _run(True, X, y, problem, eps, eps_a, A, W, steps, batch, seed, record, blowup, shape,
+                *_flat_options(wd, mom, shape, R))
+
+
+def _option_shapes(wd, mom):
+    pairs = [(nm, x.shape) for nm, x in (("weight_decay", wd), ("momentum", mom)) if x is not None]
+    return [nm for nm, _ in pairs], [s for _, s in pairs]
+
+
+def _flat_options(wd, mom, shape, R):
+    """Weight decay and momentum broadcast to the run shape (a leading ``repeats`` axis
+    included) and flattened to (R,); None stays None."""
+    def flat(x):
+        if x is None:
+            return None
+        return np.ascontiguousarray(np.broadcast_to(x, shape), dtype=float).reshape(R)
+    return flat(wd), flat(mom)
 
 
 def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, record="loss",
-        blowup=1e10):
+        blowup=1e10, weight_decay=0.0, momentum=0.0):
     """Plain mini-batch SGD on least squares: w_{k+1} = w_k − ε ∇J0_B(w_k).
 
     Parameters
@@ -132,8 +159,8 @@ def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, 
         Batch size B, 2 ≤ B ≤ n (B = n is GD on ``train_problem(data, centered=False)``).
     w0 : array_like, shape (d,) or (S..., d), optional
         Start; zeros by default.
-    seed, repeats, problem, record, blowup
-        As in :func:`~bnlib.minibatch.bn_sgd`.
+    seed, repeats, problem, record, blowup, weight_decay, momentum
+        As in :func:`~bnlib.minibatch.bn_sgd` (the decay on w, the momentum on w).
 
     Returns
     -------
@@ -151,12 +178,14 @@ def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, 
                                                             blowup, repeats)
     problem = _check_problem(problem, d)
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    shape = _shape([lr.shape, w0.shape[:-1]], ["lr", "w0[..., 0]"], repeats)
+    wd, mom = heavy_options(weight_decay, momentum)
+    names, shapes = _option_shapes(wd, mom)
+    shape = _shape([lr.shape, w0.shape[:-1]] + shapes, ["lr", "w0[..., 0]"] + names, repeats)
     R = int(np.prod(shape))
     W = np.array(np.broadcast_to(w0, shape + (d,)), dtype=float).reshape(R, d)
     eps = np.ascontiguousarray(np.broadcast_to(lr, shape)).reshape(R)
     return _run(False, X, y, problem, eps, None, None, W, steps, batch, seed, record, blowup,
-                shape)
+                shape, *_flat_options(wd, mom, shape, R))
 
 
 def good_window(final, lr, *, below=0.5, factor=2.0):

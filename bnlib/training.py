@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import _validate as v
+from ._engine import heavy_options
 from .mlp import MLP
 from .sweeps import log_width
 
@@ -47,6 +48,13 @@ class SGDRun:
         Final parameters with leading shape (S, L...) if ``keep_params`` (diverged models hold
         their last finite parameters).
     epochs, batch_size : int
+    weight_decay, momentum : numpy.ndarray or None
+        υ and ς of each model, shape L; ``None`` when both were zero (the plain step).
+    w_angle2 : numpy.ndarray or None
+        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
+        output units j of the squared angle between column j before and after the step
+        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
+        network); ``nan`` after divergence; ``None`` when both options were zero.
     """
 
     lr: np.ndarray
@@ -61,6 +69,9 @@ class SGDRun:
     params: dict | None
     epochs: int
     batch_size: int
+    weight_decay: np.ndarray | None = None
+    momentum: np.ndarray | None = None
+    w_angle2: np.ndarray | None = None
 
 
 def _batch_order(seed, n, batch_size, epochs):
@@ -73,7 +84,8 @@ def _batch_order(seed, n, batch_size, epochs):
 
 
 def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weight_scale=1.0,
-        keep_params=False, blowup=1e30, max_chunk_bytes=2**21, workers=2):
+        keep_params=False, blowup=1e30, max_chunk_bytes=2**21, workers=2, weight_decay=0.0,
+        momentum=0.0):
     """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
 
     For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
@@ -111,6 +123,13 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     workers : int
         Threads that train chunks in parallel (numpy releases the GIL in its array
         operations); ≥ 1. Chunks are independent, so results do not depend on it.
+    weight_decay : float or array_like
+        Coupled weight decay υ ≥ 0 on the weight matrices W_l only (not on biases, γ, β):
+        their step is taken on L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
+    momentum : float or array_like
+        Heavy-ball momentum ς ∈ [0, 1) on every trainable parameter, as frameworks write
+        SGD with momentum: v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With
+        υ = ς = 0 (the default) training is the plain SGD bit for bit.
 
     Returns
     -------
@@ -143,11 +162,13 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
     if lr_a is not None and not net.bn:
         raise ValueError("lr_a steps BN's gamma and beta; this network has no BN")
     lr_a_arr = lr if lr_a is None else v.positive_array(lr_a, "lr_a")
+    wd, mom = heavy_options(weight_decay, momentum)
+    extra = [x.shape for x in (wd, mom) if x is not None]
     try:
-        L = np.broadcast_shapes(lr.shape, lr_a_arr.shape)
+        L = np.broadcast_shapes(lr.shape, lr_a_arr.shape, *extra)
     except ValueError:
         raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
-                         f"{lr_a_arr.shape}") from None
+                         f"{lr_a_arr.shape} (and weight_decay, momentum)") from None
     epochs = v.count(epochs, "epochs", minimum=1)
     batch_size = v.count(batch_size, "batch_size", minimum=2)
     if batch_size > len(ytr):
@@ -166,16 +187,20 @@ def sgd(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weigh
         return _sgd(net, (Xtr, ytr, Xte, yte), lr=lr, lr_a_arr=lr_a_arr, L=L, epochs=epochs,
                     batch_size=batch_size, seeds=seeds, weight_scale=weight_scale,
                     keep_params=keep_params, blowup=blowup, max_chunk_bytes=max_chunk_bytes,
-                    workers=workers)
+                    workers=workers, wd=wd, mom=mom)
 
 
 def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale, keep_params,
-         blowup, max_chunk_bytes, workers):
+         blowup, max_chunk_bytes, workers, wd=None, mom=None):
     """The training loop of :func:`sgd` on validated arguments; ``data`` = (Xtr, ytr, Xte, yte)."""
     Xtr, ytr, Xte, yte = data
     S, nL = len(seeds), int(np.prod(L, dtype=int))
     eps_w = np.broadcast_to(lr, L).reshape(-1)
     eps_a = np.broadcast_to(lr_a_arr, L).reshape(-1)
+    heavy = wd is not None or mom is not None
+    if heavy:
+        ups = np.broadcast_to(0.0 if wd is None else wd, L).reshape(-1)
+        vs = np.broadcast_to(0.0 if mom is None else mom, L).reshape(-1)
     order = np.stack([_batch_order(s, len(ytr), batch_size, epochs) for s in seeds])  # (S, K, B)
     K = order.shape[1]
     chunk = max(1, max_chunk_bytes // (8 * batch_size * max(net.sizes)))
@@ -185,6 +210,7 @@ def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
     res = {k: np.full(out_shape, np.inf if "loss" in k else np.nan)
            for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     diverged = np.zeros(out_shape, dtype=bool)
+    angle2 = np.full((K,) + out_shape + (net.depth,), np.nan) if heavy else None
     names = net.param_names()
     slow = set(net.bn_param_names())
     bases = [net.init(seed, weight_scale=weight_scale) for seed in seeds]
@@ -197,12 +223,25 @@ def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
         alive = np.ones(len(idx), dtype=bool)
         act = np.arange(len(idx))       # positions (in idx) of the models still training
         final = {k: p.copy() for k, p in params.items()}
+        if heavy:
+            decay_ = {k: ups[idx][:, None, None] for k in names if k.startswith("W")}
+            mom_ = vs[idx][:, None, None]
+            vel = {k: np.zeros_like(params[k]) for k in names}
         for k_step in range(K):
             rows = order[si, k_step]
             loss, grads, stats = net._train_pass(params, Xtr[rows], ytr[rows])
             batch_loss[k_step, si, idx[act]] = loss
             with np.errstate(over="ignore", invalid="ignore"):
-                new = {k: params[k] - steps[k] * grads[k] for k in names}
+                if heavy:
+                    for k in names:
+                        gk = grads[k] + decay_[k] * params[k] if k in decay_ else grads[k]
+                        vel[k] = mom_ * vel[k] + gk
+                    new = {k: params[k] - steps[k] * vel[k] for k in names}
+                    for layer in range(net.depth):
+                        angle2[k_step, si, idx[act], layer] = _col_angle2(
+                            params[f"W{layer}"], new[f"W{layer}"])
+                else:
+                    new = {k: params[k] - steps[k] * grads[k] for k in names}
                 if net.bn:  # the first batch's statistics start the averages
                     m, B = (net.momentum if k_step else 0.0), batch_size
                     for layer, (mu, var) in enumerate(stats):
@@ -220,6 +259,10 @@ def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
                 act = act[ok]
                 new = {k: p[ok] for k, p in new.items()}
                 steps = {k: s[ok] for k, s in steps.items()}
+                if heavy:
+                    vel = {k: p[ok] for k, p in vel.items()}
+                    decay_ = {k: p[ok] for k, p in decay_.items()}
+                    mom_ = mom_[ok]
             params = new
             if act.size == 0:
                 break
@@ -256,7 +299,19 @@ def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale,
         params=None if kept is None else {k: p.reshape(shape + p.shape[2:]) for k, p in kept.items()},
         epochs=epochs,
         batch_size=batch_size,
+        weight_decay=ups.reshape(L).copy() if heavy else None,
+        momentum=vs.reshape(L).copy() if heavy else None,
+        w_angle2=None if angle2 is None else angle2.reshape((K,) + shape + (net.depth,)),
     )
+
+
+def _col_angle2(W_old, W_new):
+    """Mean over output units (columns) of the squared angle between old and new columns,
+    2 arcsin(‖û_new − û_old‖/2) per column; shape (models,)."""
+    u0 = W_old / np.linalg.norm(W_old, axis=-2, keepdims=True)
+    u1 = W_new / np.linalg.norm(W_new, axis=-2, keepdims=True)
+    th = 2 * np.arcsin(np.minimum(np.linalg.norm(u1 - u0, axis=-2) / 2, 1.0))
+    return np.mean(th * th, axis=-1)
 
 
 def sweep(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=100,

@@ -469,3 +469,116 @@ def test_steps_to_with_an_array_of_tolerances(problem, rng):
     with pytest.raises(ValueError, match="does not broadcast"):
         single.steps_to(np.ones(2) * 1e-3)
     assert isinstance(single.steps_to(1e-3), float)
+
+
+# ---------------------------------------------------------------- weight decay and momentum
+def naive_heavy_bngd(H, g, a, w, lr, lr_a, steps, decay, mom):
+    """Heavy-ball BNGD on J + υ‖w‖²/2 written out with velocities, one run at a time:
+    v ← ς v + ∇, θ ← θ − ε v (the framework form), the decay on w only."""
+    va, vw = 0.0, np.zeros_like(w)
+    a_s, w_s = [a], [w.copy()]
+    for _ in range(steps):
+        n2 = w @ H @ w
+        da = a - w @ g / np.sqrt(n2)
+        dw = -a / np.sqrt(n2) * (g - (w @ g / n2) * (H @ w)) + decay * w
+        va, vw = mom * va + da, mom * vw + dw
+        a, w = a - lr_a * va, w - lr * vw
+        a_s.append(a)
+        w_s.append(w.copy())
+    return np.array(a_s), np.array(w_s)
+
+
+def test_heavy_defaults_are_the_plain_runs_bitwise(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    lrs = np.logspace(-2, 3, 6)
+    base = bngd(problem, lrs, 40, 0.5, w0)
+    for kw in (dict(weight_decay=0.0), dict(momentum=0.0), dict(weight_decay=0, momentum=0)):
+        run = bngd(problem, lrs, 40, 0.5, w0, **kw)
+        for f in ("w", "a", "loss", "excess", "lr_eff", "w_norm"):
+            assert np.array_equal(getattr(run, f), getattr(base, f), equal_nan=True)
+    g0 = gd(problem, lrs, 40)
+    g1 = gd(problem, lrs, 40, weight_decay=0.0, momentum=0.0)
+    assert np.array_equal(g0.w, g1.w, equal_nan=True)
+    assert np.array_equal(g0.excess, g1.excess)
+
+
+@pytest.mark.parametrize("decay, mom", [(0.03, 0.0), (0.0, 0.9), (0.01, 0.5)])
+def test_heavy_bngd_matches_naive_loop(problem, rng, decay, mom):
+    w0 = rng.standard_normal(problem.d)
+    lrs = np.array([0.05, 0.7, 4.0])
+    # 20 steps and a loose tolerance: with decay the runs reach the stability edge, where
+    # rounding differences between the loop and the engine grow by decades within 60 steps
+    # (a wrong update differs at O(1))
+    run = bngd(problem, lrs, 20, 0.8, w0, lr_a=0.6, weight_decay=decay, momentum=mom)
+    for j, lr in enumerate(lrs):
+        a_s, w_s = naive_heavy_bngd(problem.H, problem.g, 0.8, w0, lr, 0.6, 20, decay, mom)
+        assert np.allclose(run.w[:, j], w_s, rtol=1e-7, atol=1e-10)
+        assert np.allclose(run.a[:, j], a_s, rtol=1e-7, atol=1e-10)
+
+
+def test_heavy_options_broadcast_with_the_batch(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    lrs = np.array([0.1, 1.0])
+    decays = np.array([[0.0], [0.02], [0.05]])                  # batch shape (3, 2)
+    run = bngd(problem, lrs, 20, 1.0, w0, weight_decay=decays, momentum=0.3)
+    assert run.loss.shape == (21, 3, 2)
+    for i, dcy in enumerate(decays[:, 0]):
+        _, w_s = naive_heavy_bngd(problem.H, problem.g, 1.0, w0, lrs[1], 1.0, 20, dcy, 0.3)
+        assert np.allclose(run.w[:, i, 1], w_s, rtol=1e-7, atol=1e-10)
+    stack = bnlib.bngd_stack(_problems(), 0.5, 20, 1.0, np.ones(5),
+                             weight_decay=np.array([0.0, 0.01, 0.1])[:, None])
+    for s, p in enumerate(_problems()):
+        dcy = [0.0, 0.01, 0.1][s]
+        _, w_s = naive_heavy_bngd(p.H, p.g, 1.0, np.ones(5), 0.5, 1.0, 20, dcy, 0.0)
+        assert np.allclose(stack.w[:, s, 0], w_s, rtol=1e-7, atol=1e-10)
+
+
+def test_decayed_norm_recursion_on_runs(problem, rng):
+    """‖w_{k+1}‖² = (1 − ευ)²‖w_k‖² + ε²‖∇_w J‖², the gradient from the closed form."""
+    w0 = rng.standard_normal(problem.d)
+    lr, decay = 0.3, 0.05
+    run = bngd(problem, lr, 50, 0.7, w0, weight_decay=decay)
+    for k in range(50):
+        a, w = run.a[k], run.w[k]
+        n2 = w @ problem.H @ w
+        grad = -a / np.sqrt(n2) * (problem.g - (w @ problem.g / n2) * (problem.H @ w))
+        rhs = (1 - lr * decay) ** 2 * (w @ w) + lr**2 * (grad @ grad)
+        assert np.isclose(run.w_norm[k + 1] ** 2, rhs, rtol=1e-12)
+
+
+def test_heavy_gd_converges_to_the_ridge_solution(problem):
+    """GD with weight decay υ (and momentum) minimises J0 + υ‖w‖²/2: w → (H + υI)⁻¹g."""
+    decay = 0.2
+    ridge = np.linalg.solve(problem.H + decay * np.eye(problem.d), problem.g)
+    edge = 2 / (np.linalg.eigvalsh(problem.H).max() + decay)
+    run = gd(problem, np.array([0.5, 0.9]) * edge, 3000, weight_decay=decay, momentum=0.5)
+    assert np.allclose(run.w_final, ridge, rtol=1e-10, atol=1e-12)
+    # GD's plain recursion with momentum, written out
+    w, s = np.zeros(problem.d), np.zeros(problem.d)
+    lr = 0.5 * edge
+    for _ in range(25):
+        s = 0.5 * s - lr * (problem.H @ w - problem.g + decay * w)
+        w = w + s
+    short = gd(problem, lr, 25, weight_decay=decay, momentum=0.5)
+    assert np.allclose(short.w_final, w, rtol=1e-12, atol=1e-14)
+
+
+def test_decayed_scaling_law(problem, rng):
+    """(a0, r w0, r²ε, υ/r²) runs as (a_k, r w_k): only ευ and ε/‖w0‖² matter."""
+    w0 = rng.standard_normal(problem.d)
+    base = bngd(problem, 0.4, 80, 0.9, w0, weight_decay=0.01, momentum=0.5)
+    r = 4.0
+    big = bngd(problem, 0.4 * r**2, 80, 0.9, r * w0, weight_decay=0.01 / r**2, momentum=0.5)
+    assert np.allclose(big.w, r * base.w, rtol=1e-12, atol=0)
+    assert np.allclose(big.excess, base.excess, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(weight_decay=-0.1), "weight_decay"), (dict(momentum=1.0), "momentum"),
+    (dict(momentum=-0.1), "momentum"), (dict(weight_decay=np.nan), "weight_decay"),
+    (dict(weight_decay=np.ones(3)), "broadcast")])
+def test_heavy_bad_input(problem, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bngd(problem, np.ones(2), 3, 1.0, np.ones(problem.d), **kwargs)
+    with pytest.raises(ValueError, match=match):
+        gd(problem, np.ones(2), 3, **kwargs)

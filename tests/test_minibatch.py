@@ -250,3 +250,53 @@ def test_good_window_counts_decades_near_the_best_level():
         mb.good_window(final, lr, factor=0.5)
     with pytest.raises(ValueError, match="below"):
         mb.good_window(final, lr, below=0.0)
+
+
+# ---------------------------------------------------------------- weight decay and momentum
+def test_heavy_defaults_are_the_plain_runs_bitwise(problem, data):
+    w0 = np.ones(problem.d)
+    lrs = np.array([0.1, 2.0])
+    base = mb.bn_sgd(data, lrs, 20, 1.0, w0, 8, seed=4, record="all", repeats=2)
+    run = mb.bn_sgd(data, lrs, 20, 1.0, w0, 8, seed=4, record="all", repeats=2,
+                    weight_decay=0.0, momentum=0.0)
+    for f in ("w", "a", "loss", "batch_loss", "grad_norm2", "lr_eff"):
+        assert np.array_equal(getattr(run, f), getattr(base, f))
+    s0 = mb.sgd(data, lrs * 0.01, 20, 8, seed=4)
+    s1 = mb.sgd(data, lrs * 0.01, 20, 8, seed=4, weight_decay=0, momentum=0)
+    assert np.array_equal(s0.loss, s1.loss)
+
+
+def test_heavy_bn_sgd_against_naive_loop(problem, data):
+    """Velocities written out (v ← ς v + ∇ + υ w, θ ← θ − ε v) with the BN layer's backward."""
+    X, y = data
+    lrs, decay, mom = np.array([0.2, 1.5]), np.array([0.01, 0.1]), 0.9
+    w0 = np.linspace(1.0, 2.0, problem.d)
+    run = mb.bn_sgd(data, lrs, 15, 0.7, w0, 6, lr_a=0.5, seed=2, record="all",
+                    weight_decay=decay, momentum=mom, repeats=2)
+    for r in range(2):
+        for j in range(2):
+            a, w, va, vw = 0.7, w0.copy(), 0.0, np.zeros(problem.d)
+            for k in range(15):
+                _, da, dw = _naive_bn_step(X, y, a, w, run.batches[k, r, j])
+                va, vw = mom * va + da, mom * vw + dw + decay[j] * w
+                a, w = a - 0.5 * va, w - lrs[j] * vw
+            assert np.isclose(run.a[-1, r, j], a, rtol=1e-9)
+            assert np.allclose(run.w[-1, r, j], w, rtol=1e-9)
+
+
+def test_heavy_sgd_against_naive_loop(problem, data):
+    X, y = data
+    run = mb.sgd(data, 0.02, 12, 4, seed=5, record="all", weight_decay=0.3, momentum=0.5)
+    w, v = np.zeros(problem.d), np.zeros(problem.d)
+    for k in range(12):
+        idx = run.batches[k]
+        v = 0.5 * v - X[idx].T @ (y[idx] - X[idx] @ w) / 4 + 0.3 * w
+        w = w - 0.02 * v
+    assert np.allclose(run.w[-1], w, rtol=1e-10)
+
+
+def test_heavy_minibatch_bad_input(problem, data):
+    with pytest.raises(ValueError, match="weight_decay"):
+        mb.bn_sgd(data, 0.1, 3, 1.0, np.ones(problem.d), 4, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        mb.sgd(data, 0.1, 3, 4, momentum=1.5)

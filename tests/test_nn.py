@@ -418,3 +418,53 @@ def test_decades_above_by_hand():
 def test_decades_above_bad_input(lr, score):
     with pytest.raises(ValueError):
         decades_above(lr, score, 0.5)
+
+
+# ------------------------------------------------------------------- weight decay, momentum
+def test_sgd_heavy_defaults_are_plain_sgd_bitwise(rng):
+    data = tiny_data(rng)
+    net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
+    lrs = np.array([0.1, 1.0])
+    base = sgd(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True)
+    run = sgd(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True,
+              weight_decay=0.0, momentum=0.0)
+    for k in base.params:
+        assert np.array_equal(base.params[k], run.params[k])
+    assert np.array_equal(base.batch_loss, run.batch_loss)
+    assert run.w_angle2 is None and run.weight_decay is None
+
+
+def test_sgd_heavy_steps_by_hand(rng):
+    """Full-batch SGD with decay on W only and momentum on everything, written out with
+    velocities v ← ς v + ∇ + υ W, θ ← θ − ε v; and the recorded column angles."""
+    data = tiny_data(rng)
+    net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
+    lr, lr_a, ups, mom = 0.7, 0.05, 0.03, 0.9
+    run = sgd(net, data, lr, lr_a, epochs=3, batch_size=30, seeds=5, keep_params=True,
+              weight_decay=ups, momentum=mom)
+    p = net.init(5)
+    vel = {k: np.zeros_like(p[k]) for k in net.param_names()}
+    ang = []
+    for _ in range(3):
+        _, g = net.loss_and_grad(p, data.X_train, data.y_train)
+        old = p["W0"].copy()
+        for k in net.param_names():
+            vel[k] = mom * vel[k] + g[k] + (ups * p[k] if k.startswith("W") else 0.0)
+            p[k] = p[k] - (lr_a if k[:4] in ("gamm", "beta") else lr) * vel[k]
+        cos = np.sum(old * p["W0"], 0) / np.linalg.norm(old, axis=0) / np.linalg.norm(p["W0"], axis=0)
+        ang.append(np.mean(np.arccos(np.clip(cos, -1, 1)) ** 2))
+    for k in net.param_names():
+        assert np.allclose(run.params[k][0], p[k], rtol=1e-10, atol=1e-13), k
+    assert np.allclose(run.w_angle2[:, 0, 0], ang, rtol=1e-6)
+    assert run.weight_decay == ups and run.momentum == mom
+
+
+def test_sgd_heavy_bad_input(rng):
+    data = tiny_data(rng)
+    net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
+    with pytest.raises(ValueError, match="weight_decay"):
+        sgd(net, data, 0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        sgd(net, data, 0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        sgd(net, data, np.ones(2), weight_decay=np.ones(3))

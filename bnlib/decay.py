@@ -1,0 +1,287 @@
+"""Weight decay on BN's scale-invariant weight: the equilibrium it sets and what it costs.
+
+Coupled weight decay υ takes the w-step on J + υ‖w‖²/2 (the option ``weight_decay`` of
+:func:`~bnlib.descent.bngd` and :func:`~bnlib.minibatch.bn_sgd`). Since wᵀ∇_wJ = 0,
+
+    ‖w_{k+1}‖² = (1 − ευ)²‖w_k‖² + ε²‖∇_wJ‖²,
+
+so the decay shrinks ‖w‖ and the gradient grows it: the two balance at an equilibrium. In
+full batch the gradient vanishes near a minimiser, the effective step ε̂ = ε a²/‖w‖²_H grows
+until the stability edge ε̂ λ*_max = 2 holds it, and the excess stops at a floor whose
+leading order is :func:`floor_leading`. With mini-batches the noise keeps the gradient
+alive, and the angle between consecutive weights settles at :func:`angular_equilibrium`.
+
+:func:`floor_sweep` and :func:`decay_windows` are the two measurements of the weight-decay
+chapter; :func:`standard_decay` runs them at that chapter's settings (the summary's row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validate as v
+from . import theory
+from ._engine import check_problem
+from .descent import bngd, gd
+from .sweeps import eigen_problem, log_width
+
+__all__ = ["floor_leading", "angular_update", "angular_equilibrium", "FloorSweep",
+           "floor_sweep", "DecayWindows", "decay_windows", "standard_decay"]
+
+
+def floor_leading(problem, lr_decay):
+    """The leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
+
+    Parameters
+    ----------
+    problem : bnlib.ols.OLS
+    lr_decay : float or array_like
+        The product ευ ≥ 0 of the weight step and the weight decay.
+
+    Returns
+    -------
+    float or numpy.ndarray, shape of ``lr_decay``
+
+    Notes
+    -----
+    At the equilibrium the norm balance (1 − (1 − ευ)²)‖w‖² = ε²‖∇_wJ‖² holds with ε̂ pinned
+    at 2/λ*_max and the error in the top eigenvector of H*; solving gives
+    J − J* = ευ(2 − ευ) λ*_max ‖u*‖²/8, whose leading order this is (the chapter derives it
+    with sympy and measures the next order).
+    """
+    check_problem(problem)
+    x = v.finite_array(lr_decay, "lr_decay")
+    if np.any(x < 0):
+        raise ValueError(f"lr_decay must be >= 0, got {v.short(x)}")
+    lam = float(theory.effective_eigvals(problem.H, problem.u_star).max())
+    out = x * lam * float(problem.u_star @ problem.u_star) / 4
+    return float(out) if out.ndim == 0 else out
+
+
+def angular_update(w, axis=0):
+    """Angles (radians) between consecutive weights along ``axis``.
+
+    Computed as 2 arcsin(‖ŵ_{k+1} − ŵ_k‖/2) with ŵ = w/‖w‖, accurate for small angles.
+
+    Parameters
+    ----------
+    w : array_like, shape (..., K+1, ..., d)
+        Iterates with the step axis ``axis`` and coordinates on the last axis.
+    axis : int
+        The step axis (not the last one).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of ``w`` without the last axis and with K instead of K+1 along ``axis``.
+    """
+    w = v.as_real_array(w, "w")
+    if w.ndim < 2:
+        raise ValueError(f"w must have a step axis and a coordinate axis, got shape {w.shape}")
+    ax = axis % w.ndim
+    if ax == w.ndim - 1:
+        raise ValueError("axis must not be the last axis (the coordinates)")
+    u = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    diff = np.diff(u, axis=ax)
+    return 2 * np.arcsin(np.minimum(np.linalg.norm(diff, axis=-1) / 2, 1.0))
+
+
+def angular_equilibrium(lr, weight_decay, momentum=0.0):
+    """The equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
+
+    For ς = 0 it follows from the norm balance ε²‖∇_wJ‖² = ευ(2 − ευ)‖w‖² with the
+    gradient orthogonal to w, to leading order in ευ; the momentum factor is theirs.
+
+    Parameters
+    ----------
+    lr, weight_decay : float or array_like, > 0 and >= 0
+    momentum : float or array_like, in [0, 1)
+
+    Returns
+    -------
+    float or numpy.ndarray, the broadcast shape
+    """
+    lr = v.positive_array(lr, "lr")
+    wd = v.finite_array(weight_decay, "weight_decay")
+    mom = v.finite_array(momentum, "momentum")
+    if np.any(wd < 0):
+        raise ValueError(f"weight_decay must be >= 0, got {v.short(wd)}")
+    if np.any(mom < 0) or np.any(mom >= 1):
+        raise ValueError(f"momentum must be in [0, 1), got {v.short(mom)}")
+    out = np.sqrt(2 * lr * wd / (1 + mom))
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloorSweep:
+    """The result of :func:`floor_sweep`; arrays of shape (M, P) over (ε, ευ).
+
+    Attributes
+    ----------
+    lr, lr_decay : numpy.ndarray, shapes (M,) and (P,)
+    floor : numpy.ndarray
+        Mean excess J − J* over the last ``tail`` steps.
+    spread : numpy.ndarray
+        (max − min)/mean of the excess over those steps.
+    edge : numpy.ndarray
+        Mean of ε̂ λ*_max over those steps.
+    predicted : numpy.ndarray, shape (P,)
+        :func:`floor_leading` of ``lr_decay``.
+    ratio : numpy.ndarray
+        floor / predicted.
+    diverged : numpy.ndarray of bool
+    steps, tail : int
+    """
+
+    lr: np.ndarray
+    lr_decay: np.ndarray
+    floor: np.ndarray
+    spread: np.ndarray
+    edge: np.ndarray
+    predicted: np.ndarray
+    ratio: np.ndarray
+    diverged: np.ndarray
+    steps: int
+    tail: int
+
+
+def floor_sweep(problem, lr, lr_decay, steps, a0, w0, *, tail=1000, lr_a=1.0):
+    """BNGD with weight decay over a grid of ε and ευ, in one vectorised run.
+
+    Run (ε_i, υ = p_j/ε_i) for every step ε_i in ``lr`` and product p_j in ``lr_decay``,
+    from the same start, and average the last ``tail`` steps.
+
+    Parameters
+    ----------
+    problem : bnlib.ols.OLS
+    lr : array_like, shape (M,), > 0
+    lr_decay : array_like, shape (P,), > 0
+    steps : int, > tail
+    a0 : float
+    w0 : array_like, shape (d,)
+    tail : int, >= 1
+    lr_a : float, > 0
+
+    Returns
+    -------
+    FloorSweep
+    """
+    check_problem(problem)
+    lr = v.positive_array(lr, "lr")
+    p = v.positive_array(lr_decay, "lr_decay")
+    if lr.ndim != 1 or p.ndim != 1:
+        raise ValueError("lr and lr_decay must be one-dimensional")
+    tail = v.count(tail, "tail", minimum=1)
+    steps = v.count(steps, "steps", minimum=tail + 1)
+    lam = float(theory.effective_eigvals(problem.H, problem.u_star).max())
+    run = bngd(problem, lr[:, None], steps, a0, w0, lr_a=lr_a, record="loss",
+               weight_decay=p[None, :] / lr[:, None])
+    ex = run.excess[-tail:]
+    floor = ex.mean(axis=0)
+    pred = floor_leading(problem, p)
+    return FloorSweep(lr=lr, lr_decay=p, floor=floor,
+                      spread=(ex.max(axis=0) - ex.min(axis=0)) / floor,
+                      edge=run.lr_eff[-tail:].mean(axis=0) * lam, predicted=pred,
+                      ratio=floor / pred, diverged=np.asarray(run.diverged), steps=steps,
+                      tail=tail)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecayWindows:
+    """The result of :func:`decay_windows`.
+
+    Attributes
+    ----------
+    lr : numpy.ndarray, shape (M,)
+    weight_decay : numpy.ndarray, shape (P,)
+    bngd, gd : numpy.ndarray, shape (P, M)
+        Final excess after ``steps`` steps (``inf`` if diverged), BNGD and GD, each with
+        weight decay υ_j.
+    width_bngd, width_gd : numpy.ndarray, shape (P,)
+        Decades of ε reaching ``tol`` (:func:`~bnlib.sweeps.log_width`).
+    top_predicted : numpy.ndarray, shape (P,)
+        The step at which BNGD's floor reaches ``tol``: ε = tol / (υ λ*_max ‖u*‖²/4)
+        (``inf`` for υ = 0).
+    largest_stable : numpy.ndarray, shape (P,)
+        BNGD's largest ε on the grid that did not diverge.
+    tol : float
+    steps : int
+    """
+
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    bngd: np.ndarray
+    gd: np.ndarray
+    width_bngd: np.ndarray
+    width_gd: np.ndarray
+    top_predicted: np.ndarray
+    largest_stable: np.ndarray
+    tol: float
+    steps: int
+
+
+def decay_windows(problem, lr, weight_decay, steps, a0, w0, tol, *, lr_a=1.0):
+    """Windows of step sizes of BNGD and GD, each with weight decay υ, after ``steps`` steps.
+
+    Parameters
+    ----------
+    problem : bnlib.ols.OLS
+    lr : array_like, shape (M,), > 0
+        Increasing log grid.
+    weight_decay : array_like, shape (P,), >= 0
+    steps : int, >= 1
+    a0 : float
+    w0 : array_like, shape (d,)
+        BNGD's start (GD starts at 0).
+    tol : float, > 0
+        Absolute tolerance on the final excess.
+    lr_a : float, > 0
+
+    Returns
+    -------
+    DecayWindows
+    """
+    check_problem(problem)
+    lr = v.positive_array(lr, "lr")
+    wd = v.finite_array(weight_decay, "weight_decay")
+    if lr.ndim != 1 or wd.ndim != 1:
+        raise ValueError("lr and weight_decay must be one-dimensional")
+    tol = v.positive_scalar(tol, "tol")
+    rb = bngd(problem, lr[None, :], steps, a0, w0, lr_a=lr_a, record="loss",
+              weight_decay=wd[:, None])
+    rg = gd(problem, lr[None, :], steps, record="loss", weight_decay=wd[:, None])
+    eb, eg = rb.excess[-1], rg.excess[-1]
+    lead = floor_leading(problem, 1.0)
+    with np.errstate(divide="ignore"):
+        top = np.where(wd > 0, tol / (wd * lead), np.inf)
+    stable = np.where(~rb.diverged, lr[None, :], 0.0).max(axis=1)
+    return DecayWindows(lr=lr, weight_decay=wd, bngd=eb, gd=eg,
+                        width_bngd=log_width(eb <= tol, lr), width_gd=log_width(eg <= tol, lr),
+                        top_predicted=top, largest_stable=stable, tol=tol, steps=rb.steps)
+
+
+def standard_decay():
+    """The weight-decay chapter's two measurements at its settings (the summary's row).
+
+    The problem: d = 20, eigenvalues log-spaced in [1, 100] (κ = 100), u* from seed 0
+    (:func:`~bnlib.sweeps.eigen_problem`), a unit random start (seed 1), a0 = 1, ε_a = 1.
+
+    Returns
+    -------
+    problem : bnlib.ols.OLS
+    sweep : FloorSweep
+        ε ∈ {0.1, 1, 10}, ευ at 7 points from 1e-4 to 1e-1, 10⁴ steps, the last 1000 averaged.
+    windows : DecayWindows
+        101 steps ε from 1e-4 to 1e6, υ ∈ {0, 1e-4, 1e-3, 1e-2}, 4000 steps, tolerance
+        10⁻³ (J0(0) − J*).
+    """
+    problem = eigen_problem(np.logspace(0, 2, 20), seed=0)
+    w0 = np.random.default_rng(1).standard_normal(20)
+    w0 /= np.linalg.norm(w0)
+    sweep = floor_sweep(problem, np.array([0.1, 1.0, 10.0]), np.logspace(-4, -1, 7), 10_000,
+                        1.0, w0)
+    win = decay_windows(problem, np.logspace(-4, 6, 101), np.array([0.0, 1e-4, 1e-3, 1e-2]),
+                        4000, 1.0, w0, 1e-3 * problem.excess_at_zero)
+    return problem, sweep, win
