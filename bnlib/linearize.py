@@ -197,12 +197,12 @@ def step_jacobian(problem, lr, lr_a, a, w, h=1e-6):
 def mode_coordinates(problem, u):
     """Coordinates of the error u − u* on the eigenvectors of H*: BNGD's local modes.
 
-    Let H* v_i = λ*_i v_i (i = 1, …, d − 1) with unit v_i and the nonzero eigenvalues
+    Let H* v*_i = λ*_i v*_i (i = 1, …, d − 1) with unit v*_i and the nonzero eigenvalues
     λ*_i of the effective Hessian ascending. Near a minimiser with effective step ε̂, one
     BNGD step maps the error e = u − u* by I − ε_a (I − P*) − ε̂ P*HP*, whose eigenvectors
-    are u* (multiplier 1 − ε_a) and P*v_i (multiplier 1 − ε̂λ*_i). Since every v_i is
-    Euclidean-orthogonal to u* and v_jᵀP*v_i = δ_ij, the coordinate c_i = v_iᵀe reads mode
-    i alone: to first order c_i is multiplied by 1 − ε̂λ*_i per step.
+    are u* (multiplier 1 − ε_a) and P*v*_i (multiplier 1 − ε̂λ*_i). Since every v*_i is
+    Euclidean-orthogonal to u* and v*_jᵀP*v*_i = δ_ij, the coordinate χ_i = v*_iᵀe reads mode
+    i alone: to first order χ_i is multiplied by 1 − ε̂λ*_i per step.
 
     Parameters
     ----------
@@ -215,7 +215,7 @@ def mode_coordinates(problem, u):
     lam_star : numpy.ndarray, shape (d − 1,)
         λ*_1 ≤ … ≤ λ*_{d−1}.
     coords : numpy.ndarray, shape (..., d − 1)
-        c_i = v_iᵀ(u − u*), in the order of ``lam_star``.
+        χ_i = v*_iᵀ(u − u*), in the order of ``lam_star``.
 
     Raises
     ------
