@@ -89,6 +89,8 @@ def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
     brute = gd(problem, grid, 2000, w0, tol=tol, record="loss").steps_to(tol)
     assert n_best <= brute.min()
     assert gd(problem, lr_best, 2000, w0, tol=tol, record="loss").steps_to(tol) == n_best
+    # not on the boundary of the count: the excess at the last step keeps a margin
+    assert linearize.gd_excess(problem, lr_best, int(n_best), w0) < (1 - 1e-6) * tol
 
 
 def test_gd_window_ends_by_brute_force(problem, rng):
