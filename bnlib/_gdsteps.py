@@ -105,9 +105,12 @@ def gd_best_step(problem, w0, tol, max_steps, n_grid=2001, refine=3):
     """GD's best constant step for reaching J0 − J* <= tol from w0, by a fine search.
 
     The step count of :func:`gd_steps_to` is evaluated on ``n_grid`` steps spread evenly
-    over (0, 2/λ_max]; the grid is then refined ``refine`` times around the best point,
-    each time to a span of four old grid cells. Among ties the largest count-minimising
-    step of the final grid is kept.
+    over (0, 2/λ_max]; the grid is then refined ``refine`` times around the largest
+    count-minimising step, each time to a span of four old grid cells. The step returned is
+    the midpoint of the smallest and largest count-minimising steps seen on all grids when
+    that midpoint reaches the same count (else the largest one). The largest sits on the
+    boundary where the count changes, so its excess meets ``tol`` at the last step almost
+    exactly and its count could move by one on another machine; the midpoint keeps a margin.
 
     Parameters
     ----------
@@ -129,13 +132,24 @@ def gd_best_step(problem, w0, tol, max_steps, n_grid=2001, refine=3):
     refine = v.count(refine, "refine", minimum=0)
     edge = theory.gd_lr_max(p.H)
     grid = np.linspace(edge / n_grid, edge, n_grid)
+    seen_lr, seen_steps = [], []
     for level in range(refine + 1):
         steps = gd_steps_to(p, grid, w0, tol, max_steps)
+        seen_lr.append(grid)
+        seen_steps.append(steps)
         i = int(np.flatnonzero(steps == steps.min())[-1])
         if level < refine:
             h = grid[1] - grid[0]
             grid = np.linspace(max(grid[i] - 2 * h, h / n_grid), min(grid[i] + 2 * h, edge), n_grid)
-    return float(grid[i]), float(steps[i])
+    lrs, counts = np.concatenate(seen_lr), np.concatenate(seen_steps)
+    best = counts.min()
+    if not np.isfinite(best):
+        return float(grid[i]), float(best)
+    at_best = lrs[counts == best]
+    mid = 0.5 * (at_best.min() + at_best.max())
+    if gd_steps_to(p, mid, w0, tol, max_steps) == best:
+        return float(mid), float(best)
+    return float(at_best.max()), float(best)
 
 
 def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):

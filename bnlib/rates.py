@@ -20,7 +20,8 @@ A limitation no tail-based estimate escapes: if the slowest mode of a run has be
 below the others (for BNGD this happens during the transient that sets the effective step),
 the tail follows a faster mode until the history reaches the floor, and looks steady. Such a
 rate is a lower bound on the true asymptotic contraction, not an estimate of it; chapter 05
-of the book shows how to test it (restart from the final state with a small kick).
+of the book tests it by fitting each mode's own coordinate
+(:func:`bnlib.linearize.mode_coordinates`).
 """
 
 from __future__ import annotations

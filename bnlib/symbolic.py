@@ -13,14 +13,16 @@ and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replaceme
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 
 from . import _validate as v
 
 __all__ = ["symmetric_matrix", "vector", "moment_symbols", "expect_quadratic", "BNOLSCalculus",
-           "bn_ols_calculus"]
+           "bn_ols_calculus", "book_latex"]
 
 
 def symmetric_matrix(name: str, d: int) -> sp.Matrix:
@@ -190,3 +192,56 @@ def bn_ols_calculus() -> BNOLSCalculus:
         a=a, c=c, p=p, q=q, J=(c - 2 * a * p / sp.sqrt(q) + a**2) / 2,
         grad_p=(w.T * g).diff(w).subs(H.T, H), grad_q=(w.T * H * w).diff(w).subs(H.T, H),
     )
+
+
+class _BookLatexPrinter(LatexPrinter):
+    """sympy's LaTeX with the book's conventions for matrix expressions."""
+
+    def _print_Identity(self, expr):
+        return "I"
+
+    def _print_ZeroMatrix(self, expr):
+        return "0"
+
+    def _print_Transpose(self, expr):
+        arg = self._print(expr.arg)
+        if isinstance(expr.arg, sp.MatrixSymbol):
+            base, sup = re.fullmatch(r"(.*?)(?:\^\{(.*)\})?", arg).groups()
+            return f"{base}^{{{sup or ''}\\top}}"          # u^{*} -> u^{*\top}
+        return f"\\left({arg}\\right)^{{\\top}}"
+
+    def _print_MatAdd(self, expr):
+        terms = [self._print(t) for t in expr.args]
+        terms = sorted(terms, key=lambda t: t.startswith("-"))   # positive terms first
+        out = terms[0]
+        for t in terms[1:]:
+            out += " - " + t[1:].lstrip() if t.startswith("-") else " + " + t
+        return out
+
+
+def book_latex(expr, **settings) -> str:
+    """LaTeX of a sympy expression in the book's notation (``book/notation.md``).
+
+    Like :func:`sympy.latex`, except that the identity matrix prints as ``I`` (not
+    ``\\mathbb{I}``), a zero matrix as ``0``, a transpose as ``^{\\top}``, and a sum of matrix
+    terms lists its positive terms first (``H - ...`` rather than ``- ... + H``). Symbols
+    named ``varepsilon`` print as ``\\varepsilon`` (ε), as with :func:`sympy.latex`.
+
+    Parameters
+    ----------
+    expr : sympy expression
+    **settings
+        Passed to sympy's LaTeX printer (e.g. ``order``).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> d = sp.Symbol("d", integer=True, positive=True)
+    >>> H = sp.MatrixSymbol("H", d, d)
+    >>> book_latex(sp.Identity(d) - H)
+    'I - H'
+    """
+    return _BookLatexPrinter(settings).doprint(expr)

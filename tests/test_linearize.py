@@ -89,6 +89,8 @@ def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
     brute = gd(problem, grid, 2000, w0, tol=tol, record="loss").steps_to(tol)
     assert n_best <= brute.min()
     assert gd(problem, lr_best, 2000, w0, tol=tol, record="loss").steps_to(tol) == n_best
+    # not on the boundary of the count: the excess at the last step keeps a margin
+    assert linearize.gd_excess(problem, lr_best, int(n_best), w0) < (1 - 1e-6) * tol
 
 
 def test_gd_window_ends_by_brute_force(problem, rng):
@@ -189,3 +191,54 @@ def test_saddle_multipliers_reject_bad_input(problem):
         linearize.saddle_multipliers(problem, 0.1, 0.0, w)
     with pytest.raises(TypeError, match="problem"):
         linearize.saddle_multipliers(problem.H, 0.1, 1.0, w)
+
+
+def _h_star_by_hand(problem):
+    Hu = problem.H @ problem.u_star
+    return problem.H - np.outer(Hu, Hu) / (problem.u_star @ Hu)
+
+
+@pytest.mark.parametrize("lr, lr_a", [(0.1, 1.0), (3.0, 0.5)])
+def test_step_jacobian_matches_a_loop_and_the_minimiser_spectrum(problem, rng, lr, lr_a):
+    a, w = 0.7, rng.standard_normal(problem.d)
+    z0, h = np.concatenate([[a], w]), 1e-6
+
+    def step(z):
+        run = bngd(problem, lr, 1, z[0], z[1:], lr_a=lr_a)
+        return np.concatenate([[run.a[1]], run.w[1]])
+
+    loop = np.array([(step(z0 + h * e) - step(z0 - h * e)) / (2 * h)
+                     for e in np.eye(problem.d + 1)]).T
+    assert np.allclose(linearize.step_jacobian(problem, lr, lr_a, a, w), loop, atol=1e-12)
+    # at a minimiser (|u*|_H, s u*): 1 - eps_a, 1 (along u*) and 1 - (eps/s^2) lambda*_i
+    s = 1.7
+    jac = linearize.step_jacobian(problem, lr, lr_a, float(problem.h_norm(problem.u_star)),
+                                  s * problem.u_star)
+    lam_star = np.linalg.eigvalsh(_h_star_by_hand(problem))[1:]
+    expect = np.sort(np.concatenate([[1 - lr_a, 1.0], 1 - lr / s**2 * lam_star]))
+    assert np.allclose(np.sort(np.linalg.eigvals(jac).real), expect, atol=1e-7)
+    with pytest.raises(ValueError, match="h"):
+        linearize.step_jacobian(problem, lr, lr_a, a, w, h=0.0)
+
+
+def test_mode_coordinates_are_multiplied_by_the_predicted_factors(problem, rng):
+    """One real BNGD step near a minimiser multiplies each coordinate by 1 − ε̂λ*_i, up to
+    an error of second order in the distance to u*."""
+    lr, lr_a, s = 0.4, 0.6, 1.3
+    lam_hand = np.linalg.eigvalsh(_h_star_by_hand(problem))[1:]
+    a_star = float(problem.h_norm(problem.u_star))
+    misses, direction = [], rng.standard_normal(problem.d + 1)
+    for delta in (1e-3, 1e-4):
+        kick = delta * direction
+        a0, w0 = a_star + kick[0], s * problem.u_star + kick[1:]
+        run = bngd(problem, lr, 1, a0, w0, lr_a=lr_a)
+        lam_star, c = linearize.mode_coordinates(problem, problem.bn_to_ols(run.a, run.w))
+        eps_hat = lr * a0**2 / float(problem.h_norm(w0)) ** 2
+        misses.append(np.max(np.abs(c[1] - (1 - eps_hat * lam_star) * c[0])) / delta)
+        assert np.allclose(lam_star, lam_hand)
+    assert misses[1] < 0.2 * misses[0]                  # the miss is O(delta^2)
+    # an error along u* has no coordinates on the modes
+    _, c_along = linearize.mode_coordinates(problem, 1.2 * problem.u_star)
+    assert np.allclose(c_along, 0, atol=1e-12)
+    with pytest.raises(ValueError, match="u must have shape"):
+        linearize.mode_coordinates(problem, np.ones(problem.d + 1))

@@ -5,7 +5,14 @@ import pytest
 import sympy as sp
 
 from bnlib import OLS
-from bnlib.symbolic import bn_ols_calculus, expect_quadratic, moment_symbols, symmetric_matrix, vector
+from bnlib.symbolic import (
+    bn_ols_calculus,
+    book_latex,
+    expect_quadratic,
+    moment_symbols,
+    symmetric_matrix,
+    vector,
+)
 
 
 def centred(n, d, seed):
@@ -97,3 +104,18 @@ def test_import_bnlib_does_not_import_sympy():
     code = "import sys, bnlib; assert 'sympy' not in sys.modules; bnlib.symbolic.vector; " \
            "assert 'sympy' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_book_latex_uses_the_book_notation():
+    """I for the identity, 0 for a zero block, u^{*\\top}, positive terms first, ε."""
+    kit = bn_ols_calculus()
+    m, s = sp.symbols("m s", positive=True)
+    eps = sp.Symbol("varepsilon", positive=True)
+    H_star = kit.H - kit.H * kit.u_star * kit.u_star.T * kit.H / m
+    assert r"\mathbb{I}" in sp.latex(kit.identity - eps * H_star)       # sympy's default
+    assert book_latex(H_star) == r"H - \frac{1}{m} H u^{*} u^{*\top} H"
+    assert book_latex(kit.identity - eps / s**2 * H_star) == (
+        r"I - \frac{\varepsilon}{s^{2}} \left(H - \frac{1}{m} H u^{*} u^{*\top} H\right)")
+    assert book_latex(sp.ZeroMatrix(1, kit.d)) == "0"
+    assert book_latex(kit.w.T * kit.g) == r"w^{\top} g"
+    assert book_latex(1 - sp.Symbol("varepsilon_a")) == r"1 - \varepsilon_{a}"
