@@ -48,7 +48,8 @@ from ._minibatch_runs import (
 from .sweeps import log_width
 
 __all__ = ["MiniBatchRun", "bn_sgd", "sgd", "bn_batch_grad", "train_problem", "grad_noise",
-           "norm_growth", "scale_floor", "sgd_floor", "good_window"]
+           "norm_growth", "scale_floor", "sgd_floor", "good_window",
+           "level_window"]
 
 
 def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, problem=None,
@@ -224,6 +225,56 @@ def good_window(final, lr, *, below=0.5, factor=2.0):
     f = np.where(np.isnan(f), np.inf, f)
     best = np.min(f, axis=-1, keepdims=True)
     return log_width((f <= below) & (f <= factor * best), lr)
+
+
+def level_window(final, lr, level, *, z=2.0):
+    """Decades of step sizes whose mean final excess is at most a shared absolute ``level``.
+
+    Unlike :func:`~bnlib.minibatch.good_window`, the level is the same for every method, so
+    windows of different methods compare directly. The mean is over R repeats, and its
+    Monte Carlo standard error ``se`` (sample standard deviation over the repeats / √R)
+    brackets the width: a step size is *surely* in the window when ``mean + z·se <= level``
+    and *possibly* in it when ``mean − z·se <= level``. Widths are
+    :func:`~bnlib.sweeps.log_width` of each set.
+
+    Parameters
+    ----------
+    final : array_like, shape (R, ..., M)
+        Final relative excesses of R repeats over M step sizes (``inf``/``nan`` for
+        diverged runs, which count as outside).
+    lr : array_like, shape (M,)
+        The step sizes, increasing on a logarithmic grid.
+    level : float or array_like, > 0
+        The shared level(s); an array broadcasts against ``final.shape[1:-1]``.
+    z : float, > 0
+        Standard errors on either side.
+
+    Returns
+    -------
+    (low, width, high) : tuple of float or numpy.ndarray
+        Widths in decades of the sure set, of the set ``mean <= level`` and of the possible
+        set; shape ``final.shape[1:-1]`` broadcast with ``level``.
+
+    Raises
+    ------
+    ValueError
+        If ``final`` has fewer than two repeats or no step-size axis, ``level`` or ``z``
+        is not positive, or the shapes do not match.
+    """
+    f = v.as_real_array(final, "final")
+    z = v.positive_scalar(z, "z")
+    level = v.positive_array(level, "level")
+    if f.ndim < 2 or f.shape[0] < 2:
+        raise ValueError(f"final must have shape (R >= 2, ..., M), got {f.shape}")
+    f = np.where(np.isnan(f), np.inf, f)
+    with np.errstate(invalid="ignore"):
+        mean = f.mean(axis=0)
+        se = f.std(axis=0, ddof=1) / np.sqrt(f.shape[0])
+    se = np.where(np.isfinite(mean), se, np.inf)
+    lev = level[..., None]
+    with np.errstate(invalid="ignore"):
+        sets = (mean + z * se <= lev, mean <= lev, mean - z * se <= lev)
+    return tuple(log_width(s, lr) for s in sets)
 
 
 # ---------------------------------------------------------------------------- closed forms
