@@ -21,7 +21,7 @@ from .nn import MLP, sweep
 from .sweeps import log_width
 
 __all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
-           "window_margin", "effective_steps"]
+           "window_margin", "effective_steps", "top_bn_hessian", "top_bn_sharpness"]
 
 #: The grid of ε of the study, 10^-2 to 10^6 with four points per decade.
 SOFTMAX_LR = np.logspace(-2, 6, 33)
@@ -182,3 +182,99 @@ def effective_steps(net, params, X, lr):
         y, _ = batchnorm_forward(z, gamma, params[f"beta{layer}"], eps=net.eps, axis=z.ndim - 2)
         a = np.maximum(y, 0.0)
     return out
+
+
+def top_bn_hessian(net, params, X, y):
+    """Hessian of the training-mode loss in the output layer's BN parameters (γ, β).
+
+    The logits are z_i = γ ⊙ x̂_i + β, with x̂_i the normalised pre-activations of the last
+    layer (batch statistics of ``X``), which do not depend on γ and β. So the Hessian is
+    (1/B) Σ_i J_iᵀ A_i J_i with J_i = [diag(x̂_i), I] and A_i the Hessian of one example's
+    loss in its logits: A = diag(p) − p pᵀ for cross-entropy, and for the quadratic loss
+    (1/C) Σ_k (p_k − t_k)², with r = p − t, s = r ⊙ p and σ = Σ_k s_k,
+    A = (2/C) [J_p J_p + diag(s) − s pᵀ − p sᵀ + 2σ p pᵀ − σ diag(p)], J_p = diag(p) − p pᵀ.
+    For softmax regression (``net.depth == 1``) these are all of BN's parameters.
+
+    Parameters
+    ----------
+    net : bnlib.nn.MLP
+        A network with BN.
+    params : dict of numpy.ndarray
+        Model shape P.
+    X : array_like, shape (B, d_in)
+        The batch (e.g. the whole training set); B ≥ 2.
+    y : array_like of int, shape (B,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (P..., 2C, 2C)
+        Rows and columns ordered (γ_1, …, γ_C, β_1, …, β_C), C = ``net.n_classes``.
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an MLP.
+    ValueError
+        If ``net`` has no BN, or the parameters or data do not fit it.
+    """
+    xhat, p, t = _top_layer(net, params, X, y)
+    B, C = p.shape[-2], p.shape[-1]
+    if net.loss == "cross_entropy":
+        alpha, diag, u, c = 1.0, p, np.zeros_like(p), -np.ones(p.shape[:-1] + (1,))
+    else:  # A = alpha [diag(D) - u p^T - p u^T + c p p^T]
+        s = (p - t) * p
+        sigma = s.sum(axis=-1, keepdims=True)
+        q = (p * p).sum(axis=-1, keepdims=True)
+        alpha, diag, u, c = 2.0 / C, p * p + s - sigma * p, p * p + s, q + 2 * sigma
+    ones = np.ones_like(xhat)
+
+    def block(m1, m2):
+        """(1/B) Σ_i diag(m1_i) A_i diag(m2_i), summed with matrix products over i."""
+        def mm(a, b):
+            return np.swapaxes(a, -1, -2) @ b
+        out = -mm(m1 * u, m2 * p) - mm(m1 * p, m2 * u) + mm(m1 * p, c * m2 * p)
+        idx = np.arange(C)
+        out[..., idx, idx] += (m1 * m2 * diag).sum(axis=-2)
+        return alpha * out / B
+
+    gg, gb, bb = block(xhat, xhat), block(xhat, ones), block(ones, ones)
+    top = np.concatenate([gg, gb], axis=-1)
+    bottom = np.concatenate([np.swapaxes(gb, -1, -2), bb], axis=-1)
+    return np.concatenate([top, bottom], axis=-2)
+
+
+def top_bn_sharpness(net, params, X, y):
+    """Largest eigenvalue λ of :func:`top_bn_hessian`: GD on (γ, β) alone with step ε_a
+    is stable near a minimum when ε_a λ < 2.
+
+    Parameters, raises
+        As :func:`top_bn_hessian`.
+
+    Returns
+    -------
+    numpy.ndarray, shape P
+    """
+    return np.linalg.eigvalsh(top_bn_hessian(net, params, X, y))[..., -1]
+
+
+def _top_layer(net, params, X, y):
+    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
+    if not net.bn:
+        raise ValueError("top_bn_hessian needs a network with BN")
+    params, P = net._check_params(params)
+    X = v.finite_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (B, {net.sizes[0]}), got {X.shape}")
+    X, y = net._check_data(X, y, ())
+    a = X
+    for layer in range(net.depth):
+        z = a @ params[f"W{layer}"]
+        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                       eps=net.eps, axis=z.ndim - 2)
+        a = np.maximum(out, 0.0)
+    e = np.exp(out - out.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    t = (y[:, None] == np.arange(net.n_classes)).astype(float)
+    return cache.xhat, p, t
