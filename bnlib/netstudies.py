@@ -17,17 +17,20 @@ import numpy as np
 
 from . import _validate as v
 from .bn import batchnorm_forward
-from .nn import MLP, sweep
+from .nn import MLP, sgd, sweep
 from .sweeps import log_width
 
 __all__ = ["SOFTMAX_LR", "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "softmax_quadratic", "window_decades",
-           "window_margin", "effective_steps", "top_bn_hessian", "top_bn_sharpness"]
+           "window_margin", "effective_steps", "top_bn_hessian", "top_bn_sharpness",
+           "LONG_EPOCHS", "split_runs"]
 
 #: The grid of ε of the study, 10^-2 to 10^6 with four points per decade.
 SOFTMAX_LR = np.logspace(-2, 6, 33)
 #: Repetitions (seeds) and epochs (13 SGD steps of batch 100 each on the digits).
 SOFTMAX_SEEDS = (0, 1, 2)
 SOFTMAX_EPOCHS = 3
+#: The study's main budget: 30 epochs = 390 SGD steps (3 epochs are the short contrast).
+LONG_EPOCHS = 30
 
 
 def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
@@ -59,6 +62,41 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
     grid = SOFTMAX_LR if lr is None else lr
     return sweep((data.X_train.shape[1], 10), "quadratic", data, grid, lr_a, epochs=epochs,
                  seeds=seeds)
+
+
+def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
+    """The ``"bn_split"`` variant of :func:`softmax_quadratic` alone, final parameters kept.
+
+    Seed by seed the same starts and mini-batches as :func:`softmax_quadratic`, so for an
+    ε_a that both ran the numbers agree; the kept parameters feed
+    :func:`top_bn_sharpness`.
+
+    Parameters
+    ----------
+    data : bnlib.nn.Digits
+    lr_a : array_like, shape (A,)
+    epochs : int
+    seeds : sequence of int
+    lr : array_like or None
+        Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
+
+    Returns
+    -------
+    bnlib.nn.SGDRun
+        Model shape (S, A, n), with ``params``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`bnlib.nn.sgd`, or if ``lr_a`` or ``lr`` is not 1-D.
+    """
+    grid = v.positive_array(SOFTMAX_LR if lr is None else lr, "lr")
+    lr_a = v.positive_array(lr_a, "lr_a")
+    if grid.ndim != 1 or lr_a.ndim != 1:
+        raise ValueError(f"lr and lr_a must be 1-D, got shapes {grid.shape} and {lr_a.shape}")
+    net = MLP((data.X_train.shape[1], 10), bn=True, loss="quadratic")
+    return sgd(net, data, grid[None, :], lr_a[:, None], epochs=epochs, seeds=seeds,
+               keep_params=True)
 
 
 def window_decades(runs, threshold):

@@ -151,3 +151,16 @@ def test_top_bn_hessian_rejects_bad_input():
                                   np.zeros((4, 3)), np.zeros(4, dtype=int))
     with pytest.raises(TypeError, match="net"):
         netstudies.top_bn_sharpness("net", {}, np.zeros((4, 3)), np.zeros(4, dtype=int))
+
+
+def test_split_runs_repeat_the_sweep_and_keep_parameters():
+    from bnlib.nn import load_digits_split
+
+    data = load_digits_split(0)
+    lr = np.array([0.1, 10.0])
+    runs = netstudies.softmax_quadratic(data, lr_a=(0.1, 100.0), epochs=1, seeds=(0,), lr=lr)
+    split = netstudies.split_runs(data, (100.0,), epochs=1, seeds=(0,), lr=lr)
+    assert split.params["W0"].shape == (1, 1, 2, 64, 10)
+    np.testing.assert_array_equal(split.test_acc[:, 0], runs["bn_split"].test_acc[:, 1])
+    with pytest.raises(ValueError, match="1-D"):
+        netstudies.split_runs(data, [[1.0]], epochs=1)
