@@ -105,7 +105,7 @@ def pytest_collectstart(collector):
     if collector.path.suffix == ".ipynb" and hasattr(collector, "skip_compare"):
         collector.skip_compare += ("application/papermill.record/image/png",)
         if collector.path.name in PLOTLY_NOTEBOOKS:
-            collector.skip_compare += ("text/html",)
+            collector.skip_compare += ("text/html", "application/papermill.record/text/html")
 
 
 def _flatten(outputs, skip):

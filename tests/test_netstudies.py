@@ -99,3 +99,68 @@ def test_window_margin_is_the_closest_seed_mean_to_the_threshold():
         netstudies.window_margin([1], 0.8)
     with pytest.raises(ValueError, match="threshold"):
         netstudies.window_margin({"gd": fake_run(acc, lr)}, np.nan)
+
+
+@pytest.mark.parametrize("loss", ["quadratic", "cross_entropy"])
+@pytest.mark.parametrize("sizes", [(5, 4), (5, 6, 3)])
+def test_top_bn_hessian_matches_finite_differences(loss, sizes):
+    """Central differences of bnlib's backward pass (the γ, β gradient) and second
+    differences of the loss alone, on a random state of a softmax or one-hidden-layer net."""
+    rng = np.random.default_rng(3)
+    net = MLP(sizes, bn=True, loss=loss)
+    params = net.init(2, shape=(2,))
+    C = sizes[-1]
+    top = net.depth - 1
+    params[f"gamma{top}"] = rng.uniform(0.5, 3.0, (2, 1, C))
+    params[f"beta{top}"] = rng.normal(size=(2, 1, C))
+    X, y = rng.normal(size=(12, sizes[0])), rng.integers(0, C, 12)
+    H = netstudies.top_bn_hessian(net, params, X, y)
+    assert H.shape == (2, 2 * C, 2 * C)
+    np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), atol=1e-15)
+    names, h = (f"gamma{top}", f"beta{top}"), 1e-5
+
+    def grad(par):
+        _, g = net.loss_and_grad(par, X, y)
+        return np.concatenate([g[names[0]][:, 0], g[names[1]][:, 0]], axis=-1)
+
+    fd = np.empty_like(H)
+    for j in range(2 * C):
+        plus = {k: val.copy() for k, val in params.items()}
+        minus = {k: val.copy() for k, val in params.items()}
+        plus[names[j // C]][:, 0, j % C] += h
+        minus[names[j // C]][:, 0, j % C] -= h
+        fd[:, :, j] = (grad(plus) - grad(minus)) / (2 * h)
+    np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-9)
+    # one diagonal entry from the loss alone (no backward pass)
+    loss0, _ = net.loss_and_grad(params, X, y)
+    hh = 1e-4
+    shifted = []
+    for sign in (1, -1):
+        par = {k: val.copy() for k, val in params.items()}
+        par[names[1]][:, 0, 0] += sign * hh
+        shifted.append(net.loss_and_grad(par, X, y)[0])
+    second = (shifted[0] - 2 * loss0 + shifted[1]) / hh**2
+    np.testing.assert_allclose(H[:, C, C], second, rtol=1e-5, atol=1e-8)
+    lam = netstudies.top_bn_sharpness(net, params, X, y)
+    np.testing.assert_allclose(lam, [np.linalg.eigvalsh(Hm).max() for Hm in fd], rtol=1e-6)
+
+
+def test_top_bn_hessian_rejects_bad_input():
+    with pytest.raises(ValueError, match="BN"):
+        netstudies.top_bn_hessian(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0),
+                                  np.zeros((4, 3)), np.zeros(4, dtype=int))
+    with pytest.raises(TypeError, match="net"):
+        netstudies.top_bn_sharpness("net", {}, np.zeros((4, 3)), np.zeros(4, dtype=int))
+
+
+def test_split_runs_repeat_the_sweep_and_keep_parameters():
+    from bnlib.nn import load_digits_split
+
+    data = load_digits_split(0)
+    lr = np.array([0.1, 10.0])
+    runs = netstudies.softmax_quadratic(data, lr_a=(0.1, 100.0), epochs=1, seeds=(0,), lr=lr)
+    split = netstudies.split_runs(data, (100.0,), epochs=1, seeds=(0,), lr=lr)
+    assert split.params["W0"].shape == (1, 1, 2, 64, 10)
+    np.testing.assert_array_equal(split.test_acc[:, 0], runs["bn_split"].test_acc[:, 1])
+    with pytest.raises(ValueError, match="1-D"):
+        netstudies.split_runs(data, [[1.0]], epochs=1)
