@@ -14,12 +14,23 @@ its comparison, both narrow:
 
 The book's output policy (README, "Refreshing stored outputs") keeps printed numbers to the
 digits their claims need, so that this comparison is both portable and strict.
+
+``--probe-seed=S`` (optionally ``--probe-delta=D``) runs everything under the rounding probe
+(``tools/probe.py``): bnlib in this process (the library tests) and every notebook kernel
+(through an IPython start-up file in a temporary ``IPYTHONDIR``) compute each product,
+reduction and elementary function with a seeded perturbation at the rounding level, as another
+CPU or BLAS would; the outputs are compared with the stored ones by the same rule.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import sys
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 
 from tools.nbcompare import numbers_match
 
@@ -28,12 +39,66 @@ pytest_plugins = ["pytester"]  # tests/test_nbcompare.py runs nbval on a small n
 PLOTLY_NOTEBOOKS = {"13_explorer.ipynb"}
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("probe", "rounding probe (tools/probe.py)")
+    group.addoption("--probe-seed", type=int, default=None, metavar="S",
+                    help="run bnlib and every notebook kernel under the rounding probe with seed S")
+    group.addoption("--probe-delta", type=float, default=None, metavar="D",
+                    help="the probe's relative perturbation (default tools.probe.DEFAULT_DELTA)")
+
+
 def pytest_configure(config):
+    _install_probe(config)
     # Notebooks always run in the kernel of the environment pytest runs in (as tools/refresh.py
     # does); set here rather than in addopts so that `pytest tests` works without nbval.
     if config.pluginmanager.hasplugin("nbval") and hasattr(config.option, "nbval_current_env"):
         config.option.nbval_current_env = True
         _tolerate_last_digit()
+
+
+_PROBE_ENV = ("IPYTHONDIR",)
+
+
+def _install_probe(config):
+    """With --probe-seed: the probe in this process and a kernel start-up file that installs it."""
+    seed = config.getoption("probe_seed", None)
+    if seed is None:
+        if config.getoption("probe_delta", None) is not None:
+            raise ValueError("--probe-delta needs --probe-seed")
+        return
+    from tools import probe
+
+    delta = config.getoption("probe_delta", None)
+    delta = probe.DEFAULT_DELTA if delta is None else delta
+    if "bnlib" in sys.modules:
+        raise RuntimeError("the rounding probe must be installed before bnlib is imported")
+    probe.install(seed, delta)
+    ipython_dir = Path(tempfile.mkdtemp(prefix="bnprobe-ipython-"))
+    startup = ipython_dir / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-bnprobe.py").write_text(probe.startup_source(seed, delta))
+    config._probe = {"seed": seed, "delta": delta, "dir": ipython_dir,
+                     "env": {k: os.environ.get(k) for k in _PROBE_ENV}}
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
+
+
+def pytest_unconfigure(config):
+    state = getattr(config, "_probe", None)
+    if state is None:
+        return
+    for key, value in state["env"].items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(state["dir"], ignore_errors=True)
+
+
+def pytest_report_header(config):
+    state = getattr(config, "_probe", None)
+    if state is not None:
+        return f"rounding probe: seed {state['seed']}, delta {state['delta']:g} (tools/probe.py)"
+    return None
 
 
 def pytest_collectstart(collector):
