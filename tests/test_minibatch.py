@@ -7,6 +7,7 @@ import bnlib
 from bnlib import _minibatch_runs
 from bnlib import minibatch as mb
 from bnlib.bn import batch_std_mean, batchnorm_backward, batchnorm_forward
+from tools.probe import unit_roundoff
 
 
 @pytest.fixture
@@ -126,9 +127,10 @@ def test_full_batch_is_deterministic_gd_and_bngd(problem, data):
 def test_batch_of_two_never_moves_w(problem, data):
     w0 = np.random.default_rng(0).standard_normal(problem.d)
     run = mb.bn_sgd(data, np.array([1.0, 1e3]), 20, 1.0, w0, 2, record="all")
-    assert np.allclose(run.w, w0, rtol=0, atol=1e-9)      # rounding only: z = +-1 exactly
+    u = unit_roundoff()                  # rounding only: z = +-1 exactly
+    assert np.allclose(run.w, w0, rtol=0, atol=1e7 * u)
     four = mb.bn_sgd(data, 1.0, 20, 1.0, w0, 4)
-    assert np.all(run.grad_norm2 < 1e-20 * four.grad_norm2.min())
+    assert np.all(run.grad_norm2 < (1e6 * u) ** 2 * four.grad_norm2.min())
 
 
 def test_divergence_is_flagged_without_warnings(problem, data):
