@@ -171,9 +171,9 @@ def test_scaling_law(r, lr, seed):
     w0 = np.random.default_rng(seed).standard_normal(4)
     base = bngd(p, lr, 20, 0.5, w0)
     scaled = bngd(p, r * r * lr, 20, 0.5, r * w0)
-    assert np.allclose(scaled.a, base.a, rtol=1e-9, atol=1e-12)
-    assert np.allclose(scaled.w, r * base.w, rtol=1e-9, atol=1e-12 * r)
-    assert np.allclose(scaled.lr_eff, base.lr_eff, rtol=1e-9)
+    assert np.allclose(scaled.a, base.a, rtol=1e7 * U, atol=1e4 * U)
+    assert np.allclose(scaled.w, r * base.w, rtol=1e7 * U, atol=1e4 * U * r)
+    assert np.allclose(scaled.lr_eff, base.lr_eff, rtol=1e7 * U)
 
 
 def test_bngd_large_lr_converges_gd_does_not():
