@@ -120,7 +120,8 @@ class FloorSweep:
 
     Attributes
     ----------
-    lr, lr_decay : numpy.ndarray, shapes (M,) and (P,)
+    lr, lr_decay : numpy.ndarray
+        The grids of ε, shape (M,), and of ευ, shape (P,).
     floor : numpy.ndarray
         Mean excess J − J* over the last ``tail`` steps.
     spread : numpy.ndarray

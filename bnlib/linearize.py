@@ -236,10 +236,10 @@ def saddle_multipliers(problem, lr, lr_a, w):
     other d − 1 directions of w, along the set of saddles, have eigenvalue 1). With
     η = ε‖g‖²/‖w‖²_H its eigenvalues are
 
-        λ± = ((2 − ε_a) ± sqrt(ε_a² + 4 ε_a η)) / 2,
+        T± = ((2 − ε_a) ± sqrt(ε_a² + 4 ε_a η)) / 2,
 
-    and λ+ > 1 for every ε, ε_a > 0: the saddle is unstable, and a start at distance δ
-    from it needs about log(1/δ)/log λ+ steps more to leave it.
+    and T+ > 1 for every ε, ε_a > 0: the saddle is unstable, and a start at distance δ
+    from it needs about log(1/δ)/log T+ steps more to leave it.
 
     Parameters
     ----------
@@ -252,8 +252,8 @@ def saddle_multipliers(problem, lr, lr_a, w):
 
     Returns
     -------
-    lam_plus, lam_minus : float
-        The unstable eigenvalue λ+ > 1 and the other one, λ−.
+    t_plus, t_minus : float
+        The unstable eigenvalue T+ > 1 and the other one, T−.
 
     Raises
     ------

@@ -29,7 +29,7 @@ SOFTMAX_LR = np.logspace(-2, 6, 33)
 #: Repetitions (seeds) and epochs (13 SGD steps of batch 100 each on the digits).
 SOFTMAX_SEEDS = (0, 1, 2)
 SOFTMAX_EPOCHS = 3
-#: The study's main budget: 30 epochs = 390 SGD steps (3 epochs are the short contrast).
+#: The study's main budget, 30 epochs = 390 SGD steps (3 epochs are the short contrast).
 LONG_EPOCHS = 30
 
 
@@ -65,7 +65,7 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
 
 
 def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
-    """The ``"bn_split"`` variant of :func:`softmax_quadratic` alone, final parameters kept.
+    """The ``"bn_split"`` variant of :func:`~bnlib.netstudies.softmax_quadratic` alone, final parameters kept.
 
     Seed by seed the same starts and mini-batches as :func:`softmax_quadratic`, so for an
     ε_a that both ran the numbers agree; the kept parameters feed
@@ -282,7 +282,7 @@ def top_bn_hessian(net, params, X, y):
 
 
 def top_bn_sharpness(net, params, X, y):
-    """Largest eigenvalue λ of :func:`top_bn_hessian`: GD on (γ, β) alone with step ε_a
+    """Largest eigenvalue λ of :func:`~bnlib.netstudies.top_bn_hessian`: GD on (γ, β) alone with step ε_a
     is stable near a minimum when ε_a λ < 2.
 
     Parameters, raises

@@ -222,10 +222,10 @@ class _BookLatexPrinter(LatexPrinter):
 def book_latex(expr, **settings) -> str:
     """LaTeX of a sympy expression in the book's notation (``book/notation.md``).
 
-    Like :func:`sympy.latex`, except that the identity matrix prints as ``I`` (not
+    Like ``sympy.latex``, except that the identity matrix prints as ``I`` (not
     ``\\mathbb{I}``), a zero matrix as ``0``, a transpose as ``^{\\top}``, and a sum of matrix
     terms lists its positive terms first (``H - ...`` rather than ``- ... + H``). Symbols
-    named ``varepsilon`` print as ``\\varepsilon`` (ε), as with :func:`sympy.latex`.
+    named ``varepsilon`` print as ``\\varepsilon`` (ε), as with ``sympy.latex``.
 
     Parameters
     ----------

@@ -9,6 +9,11 @@ from hypothesis import strategies as st
 
 import bnlib
 from bnlib import OLS, bngd, gd
+from tools.probe import unit_roundoff
+
+# the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):
+# rounding-level tolerances below are multiples of it
+U = unit_roundoff()
 
 
 def naive_bngd(H, g, a, w, lr, lr_a, steps):
@@ -100,10 +105,10 @@ def test_excess_is_accurate_near_the_minimum(problem):
     assert run.excess[-1] <= 1e-26
     ks = np.unique(np.geomspace(1, run.excess.shape[0] - 1, 30).astype(int))
     ref = np.array([_mp_gd_excess(problem, run.w[k]) for k in ks])
-    assert ref.min() < 1e-25 and ref.max() > 1e-2
-    assert np.all(np.abs(run.excess[ks] - ref) <= 1e-13 * np.sqrt(ref) + 1e-13 * ref)
+    assert ref.min() < 1e-25 * (U / 2**-53) ** 2 and ref.max() > 1e-2   # floors scale as U²
+    assert np.all(np.abs(run.excess[ks] - ref) <= 1e3 * U * (np.sqrt(ref) + ref))
     big = ref > 1e-6
-    assert np.allclose(run.excess[ks][big], ref[big], rtol=1e-9)
+    assert np.allclose(run.excess[ks][big], ref[big], rtol=1e7 * U)
 
 
 # ---------------------------------------------------------------- BNGD
@@ -112,9 +117,9 @@ def test_bngd_matches_naive_loop(problem, rng):
     for lr, lr_a in [(0.1, 1.0), (10.0, 0.5), (1e4, 0.1)]:
         run = bngd(problem, lr, 25, 0.3, w0, lr_a=lr_a)
         a, w = naive_bngd(problem.H, problem.g, 0.3, w0, lr, lr_a, 25)
-        assert np.allclose(run.a, a, rtol=1e-10, atol=1e-12)
-        assert np.allclose(run.w, w, rtol=1e-10, atol=1e-12)
-        assert np.allclose(run.loss, problem.bn_loss(a, w), rtol=1e-10)
+        assert np.allclose(run.a, a, rtol=1e6 * U, atol=1e4 * U)
+        assert np.allclose(run.w, w, rtol=1e6 * U, atol=1e4 * U)
+        assert np.allclose(run.loss, problem.bn_loss(a, w), rtol=1e6 * U)
         n2 = np.einsum("ki,ij,kj->k", w, problem.H, w)
         assert np.allclose(run.lr_eff, lr * a**2 / n2, rtol=1e-10)
         assert np.allclose(run.w_norm, np.linalg.norm(w, axis=1))
@@ -166,9 +171,9 @@ def test_scaling_law(r, lr, seed):
     w0 = np.random.default_rng(seed).standard_normal(4)
     base = bngd(p, lr, 20, 0.5, w0)
     scaled = bngd(p, r * r * lr, 20, 0.5, r * w0)
-    assert np.allclose(scaled.a, base.a, rtol=1e-9, atol=1e-12)
-    assert np.allclose(scaled.w, r * base.w, rtol=1e-9, atol=1e-12 * r)
-    assert np.allclose(scaled.lr_eff, base.lr_eff, rtol=1e-9)
+    assert np.allclose(scaled.a, base.a, rtol=1e7 * U, atol=1e4 * U)
+    assert np.allclose(scaled.w, r * base.w, rtol=1e7 * U, atol=1e4 * U * r)
+    assert np.allclose(scaled.lr_eff, base.lr_eff, rtol=1e7 * U)
 
 
 def test_bngd_large_lr_converges_gd_does_not():
@@ -277,10 +282,10 @@ def test_bngd_excess_is_accurate_near_the_minimum(problem, rng):
     assert run.excess[-1] <= 1e-26
     ks = np.unique(np.geomspace(1, run.excess.shape[0] - 1, 30).astype(int))
     ref = np.array([_mp_excess(problem, run.a[k], run.w[k]) for k in ks])
-    assert ref.min() < 1e-25 and ref.max() > 1e-2
-    assert np.all(np.abs(run.excess[ks] - ref) <= 1e-13 * np.sqrt(ref) + 1e-13 * ref)
+    assert ref.min() < 1e-25 * (U / 2**-53) ** 2 and ref.max() > 1e-2   # floors scale as U²
+    assert np.all(np.abs(run.excess[ks] - ref) <= 1e3 * U * (np.sqrt(ref) + ref))
     big = ref > 1e-6
-    assert np.allclose(run.excess[ks][big], ref[big], rtol=1e-9)
+    assert np.allclose(run.excess[ks][big], ref[big], rtol=1e7 * U)
 
 
 def test_gd_sweep_with_many_divergent_runs_equals_single_runs(problem, rng):
@@ -296,9 +301,9 @@ def test_gd_sweep_with_many_divergent_runs_equals_single_runs(problem, rng):
     assert len(set(k_dead[batch.diverged])) >= 5          # dropped from the batch one by one
     for m, lr in enumerate(lrs):
         one = gd(problem, lr, 600, w0)
-        assert np.allclose(batch.loss[:, m], one.loss, rtol=1e-12)
-        assert np.allclose(batch.excess[:, m], one.excess, rtol=1e-12)
-        assert np.allclose(batch.w[:, m], one.w, rtol=1e-12, equal_nan=True)
+        assert np.allclose(batch.loss[:, m], one.loss, rtol=1e4 * U)
+        assert np.allclose(batch.excess[:, m], one.excess, rtol=1e4 * U)
+        assert np.allclose(batch.w[:, m], one.w, rtol=1e4 * U, equal_nan=True)
         assert np.allclose(batch.w_final[m], one.w_final, equal_nan=True)
         assert np.allclose(lean.w_final[m], one.w_final, equal_nan=True)
     for m in np.flatnonzero(batch.diverged):
@@ -316,7 +321,8 @@ def test_bngd_sweep_with_divergent_runs_equals_single_runs(problem, rng):
     for m, la in enumerate(lr_a):
         one = bngd(problem, 0.2, 300, 0.3, w0, lr_a=la)
         for name in ("loss", "excess", "lr_eff", "w_norm", "a", "w"):
-            assert np.allclose(getattr(batch, name)[:, m], getattr(one, name), rtol=1e-10,
+            # runs that blow up amplify a last-bit difference between the two paths
+            assert np.allclose(getattr(batch, name)[:, m], getattr(one, name), rtol=1e7 * U,
                                equal_nan=True), name
         assert np.allclose(lean.a_final[m], one.a_final, equal_nan=True)
     for name in ("loss", "excess", "lr_eff", "w_norm"):

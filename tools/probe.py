@@ -192,6 +192,23 @@ def _terms(name, operands, r) -> int:
     return 2
 
 
+def _einsum_terms(spec, operands) -> int:
+    """The number of terms summed per result entry of an explicit einsum (2 if unsure)."""
+    try:
+        inputs, out = spec.replace(" ", "").split("->")
+        sizes = {}
+        for sub, op in zip(inputs.split(","), operands, strict=True):
+            shape = np.shape(op)
+            pre, _, post = sub.partition("...")
+            for c, n in zip(pre, shape, strict=False):
+                sizes[c] = n
+            for c, n in zip(post[::-1], shape[::-1], strict=False):
+                sizes[c] = n
+        return int(np.prod([sizes[c] for c in set(inputs) - set(out) - {",", "."}]))
+    except (ValueError, KeyError, TypeError):
+        return 2
+
+
 def _sum_like(obj, name, *args, **kwargs):
     """``obj.name(*args, **kwargs)`` for a sum-like numpy function or array method, its float
     result moved by delta * xi * (the same call on the absolute values of the operands).
@@ -203,7 +220,9 @@ def _sum_like(obj, name, *args, **kwargs):
         return r
     operands = ([obj] if isinstance(obj, np.ndarray) else []) + [
         a for a in args if not isinstance(a, str)]
-    if not _has_float(operands) or _terms(name, operands, r) < 2:
+    terms = (_einsum_terms(args[0], args[1:]) if name == "einsum" and args and isinstance(args[0], str)
+             else _terms(name, operands, r))
+    if not _has_float(operands) or terms < 2:
         return r
     kw = {k: _abs(v) for k, v in kwargs.items() if k != "out"}
     mag = getattr(_abs(obj), name)(*(_abs(a) for a in args), **kw)
