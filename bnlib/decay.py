@@ -148,6 +148,15 @@ class FloorSweep:
     tail: int
 
 
+def _grids(problem, lr, other, name):
+    """Check the problem and the two one-dimensional grids of a sweep (``lr`` and ``name``)."""
+    check_problem(problem)
+    lr = v.positive_array(lr, "lr")
+    if lr.ndim != 1 or other.ndim != 1:
+        raise ValueError(f"lr and {name} must be one-dimensional")
+    return lr, other
+
+
 def floor_sweep(problem, lr, lr_decay, steps, a0, w0, *, tail=1000, lr_a=1.0):
     """BNGD with weight decay over a grid of ε and ευ, in one vectorised run.
 
@@ -169,11 +178,7 @@ def floor_sweep(problem, lr, lr_decay, steps, a0, w0, *, tail=1000, lr_a=1.0):
     -------
     FloorSweep
     """
-    check_problem(problem)
-    lr = v.positive_array(lr, "lr")
-    p = v.positive_array(lr_decay, "lr_decay")
-    if lr.ndim != 1 or p.ndim != 1:
-        raise ValueError("lr and lr_decay must be one-dimensional")
+    lr, p = _grids(problem, lr, v.positive_array(lr_decay, "lr_decay"), "lr_decay")
     tail = v.count(tail, "tail", minimum=1)
     steps = v.count(steps, "steps", minimum=tail + 1)
     lam = float(theory.effective_eigvals(problem.H, problem.u_star).max())
@@ -244,11 +249,8 @@ def decay_windows(problem, lr, weight_decay, steps, a0, w0, tol, *, lr_a=1.0):
     -------
     DecayWindows
     """
-    check_problem(problem)
-    lr = v.positive_array(lr, "lr")
-    wd = v.finite_array(weight_decay, "weight_decay")
-    if lr.ndim != 1 or wd.ndim != 1:
-        raise ValueError("lr and weight_decay must be one-dimensional")
+    lr, wd = _grids(problem, lr, v.finite_array(weight_decay, "weight_decay"),
+                    "weight_decay")
     tol = v.positive_scalar(tol, "tol")
     rb = bngd(problem, lr[None, :], steps, a0, w0, lr_a=lr_a, record="loss",
               weight_decay=wd[:, None])
