@@ -17,3 +17,23 @@ def problem():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def one_cell_notebook():
+    """Build a one-cell notebook (nbformat 4 dict) whose cell runs ``source`` and has
+    ``stored`` as its stored stdout, for real ``pytest --nbval`` runs under pytester."""
+
+    def build(source: str, stored: str) -> dict:
+        return {
+            "cells": [{
+                "cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
+                "source": source,
+                "outputs": [{"name": "stdout", "output_type": "stream", "text": stored}],
+            }],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5,
+        }
+
+    return build

@@ -46,30 +46,19 @@ def test_rejects_everything_else(ref, test):
     assert not numbers_match(ref, test)
 
 
-def _notebook(stored: str, source: str) -> dict:
-    return {
-        "cells": [{
-            "cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {}, "source": source,
-            "outputs": [{"name": "stdout", "output_type": "stream", "text": stored}],
-        }],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-
-
 @pytest.mark.parametrize("stored, fresh, ok", [
     ("slope 0.968", 0.967, True),            # one unit in the last digit
     ("slope 0.968", 0.966, False),           # two units: a real change
     ("slope 0.875", 0.975, False),
     ("slopes 0.967", 0.967, False),          # a changed word
 ])
-def test_nbval_uses_it_and_stays_strict(pytester, stored, fresh, ok):
+def test_nbval_uses_it_and_stays_strict(pytester, stored, fresh, ok, one_cell_notebook):
     """The project's conftest.py in a real ``pytest --nbval`` run of a one-cell notebook."""
     pytest.importorskip("nbval")
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     shutil.copytree(ROOT / "tools", pytester.path / "tools",
                     ignore=shutil.ignore_patterns("__pycache__"))
     nb = pytester.path / "one.ipynb"
-    nb.write_text(json.dumps(_notebook(stored + "\n", f"print(f'slope {{{fresh}:.3f}}')")))
+    nb.write_text(json.dumps(one_cell_notebook(f"print(f'slope {{{fresh}:.3f}}')", stored + "\n")))
     result = pytester.runpytest_subprocess("--nbval", "-p", "no:cacheprovider", "one.ipynb")
     result.assert_outcomes(passed=1 if ok else 0, failed=0 if ok else 1)

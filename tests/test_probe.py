@@ -45,17 +45,6 @@ def _run_here(source: str) -> str:
     return out.getvalue()
 
 
-def _notebook(source: str, stored: str) -> dict:
-    return {
-        "cells": [{
-            "cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {}, "source": source,
-            "outputs": [{"name": "stdout", "output_type": "stream", "text": stored}],
-        }],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-
-
 @pytest.fixture
 def unprobed():
     """The probe's state switched off for an in-process check, and restored afterwards."""
@@ -65,7 +54,8 @@ def unprobed():
     probe._State.key, probe._State.delta = saved
 
 
-def test_chaotic_cell_fails_and_robust_cell_passes(pytester, monkeypatch, unprobed):
+def test_chaotic_cell_fails_and_robust_cell_passes(pytester, monkeypatch, unprobed,
+                                                   one_cell_notebook):
     """Two one-cell notebooks in a real ``pytest --nbval`` run, with and without the probe."""
     pytest.importorskip("nbval")
     monkeypatch.delenv("IPYTHONDIR", raising=False)     # an outer probed run must not leak in
@@ -74,7 +64,7 @@ def test_chaotic_cell_fails_and_robust_cell_passes(pytester, monkeypatch, unprob
                     ignore=shutil.ignore_patterns("__pycache__"))
     for name, source in (("chaotic", CHAOTIC), ("robust", ROBUST)):
         nb = pytester.path / f"{name}.ipynb"
-        nb.write_text(json.dumps(_notebook(source, _run_here(source))))
+        nb.write_text(json.dumps(one_cell_notebook(source, _run_here(source))))
     args = ["--nbval", "-p", "no:cacheprovider", "chaotic.ipynb", "robust.ipynb"]
     pytester.runpytest_subprocess(*args).assert_outcomes(passed=2)
     probed = pytester.runpytest_subprocess(*args, "--probe-seed=1")
