@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate as v
+from . import PUBLIC
+from . import checks as v
 
-__all__ = ["batchnorm_forward", "batchnorm_backward", "batch_std_mean", "BNCache"]
+__all__ = list(PUBLIC["bn"])
 
 
 class BNCache(NamedTuple):
@@ -34,7 +35,7 @@ class BNCache(NamedTuple):
     shape: tuple
 
 
-def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
+def batchnorm_forward(x, gamma, beta, var_offset=1e-5, axis=0):
     """Training-mode batch normalization.
 
     Parameters
@@ -45,7 +46,6 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
         Scale and shift, broadcast against the normalised features (shape (D,) for 2-D x).
     var_offset : float, default 1e-5
         Added to the variance, ≥ 0 (0 gives the exact normalisation N of the slides).
-        Positional as before; the keyword ``eps=`` (the old name) is still accepted.
     axis : int
         The batch axis.
 
@@ -60,8 +60,6 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
     ValueError
         If x is not finite, has fewer than 2 examples, gamma/beta do not broadcast,
         var_offset < 0, or a feature is constant over the batch while var_offset = 0.
-    TypeError
-        If both ``var_offset`` and its old name ``eps`` are given.
     """
     x = v.finite_array(x, "x")
     if x.ndim == 0:
@@ -73,7 +71,7 @@ def batchnorm_forward(x, gamma, beta, var_offset=None, axis=0, *, eps=None):
         raise ValueError(f"x needs at least 2 examples along axis {axis}, got shape {x.shape}")
     gamma = v.finite_array(gamma, "gamma")
     beta = v.finite_array(beta, "beta")
-    offset = v.var_offset(var_offset, eps)           # eps= is the old keyword name
+    offset = v.var_offset(var_offset)
     for name, p in (("gamma", gamma), ("beta", beta)):
         try:
             np.broadcast_shapes(p.shape, x.shape)

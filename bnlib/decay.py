@@ -8,11 +8,11 @@ Coupled weight decay υ takes the w-step on J + υ‖w‖²/2 (the option ``weig
 so the decay shrinks ‖w‖ and the gradient grows it: the two balance at an equilibrium. In
 full batch the gradient vanishes near a minimiser, the effective step ε̂ = ε a²/‖w‖²_H grows
 until the stability edge ε̂ λ*_max = 2 holds it, and the excess stops at a floor whose
-leading order is :func:`floor_leading`. With mini-batches the noise keeps the gradient
-alive, and the angle between consecutive weights settles at :func:`angular_equilibrium`.
+leading order is :func:`bnlib.theory.floor_leading`. With mini-batches the noise keeps the gradient
+alive, and the angle between consecutive weights settles at :func:`bnlib.theory.angular_equilibrium`.
 
 :func:`floor_sweep` and :func:`decay_windows` are the two measurements of the weight-decay
-chapter; :func:`standard_decay` runs them at that chapter's settings (the summary's row).
+chapter; :func:`angular_update` measures the angle between consecutive weights.
 """
 
 from __future__ import annotations
@@ -21,43 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as v
-from . import theory
-from ._engine import check_problem
+from . import PUBLIC, theory
+from . import checks as v
 from .descent import bngd, gd
-from .sweeps import eigen_problem, log_width
+from .ols import check_problem
+from .windows import log_width
 
-__all__ = ["floor_leading", "angular_update", "angular_equilibrium", "FloorSweep",
-           "floor_sweep", "DecayWindows", "decay_windows", "standard_decay"]
-
-
-def floor_leading(problem, lr_decay):
-    """The leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
-
-    Parameters
-    ----------
-    problem : bnlib.ols.OLS
-    lr_decay : float or array_like
-        The product ευ ≥ 0 of the weight step and the weight decay.
-
-    Returns
-    -------
-    float or numpy.ndarray, shape of ``lr_decay``
-
-    Notes
-    -----
-    At the equilibrium the norm balance (1 − (1 − ευ)²)‖w‖² = ε²‖∇_wJ‖² holds with ε̂ pinned
-    at 2/λ*_max and the error in the top eigenvector of H*; solving gives
-    J − J* = ευ(2 − ευ) λ*_max ‖u*‖²/8, whose leading order this is (the chapter derives it
-    with sympy and measures the next order).
-    """
-    check_problem(problem)
-    x = v.finite_array(lr_decay, "lr_decay")
-    if np.any(x < 0):
-        raise ValueError(f"lr_decay must be >= 0, got {v.short(x)}")
-    lam = float(theory.effective_eigvals(problem.H, problem.u_star).max())
-    out = x * lam * float(problem.u_star @ problem.u_star) / 4
-    return float(out) if out.ndim == 0 else out
+__all__ = list(PUBLIC["decay"])
 
 
 def angular_update(w, axis=0):
@@ -86,32 +56,6 @@ def angular_update(w, axis=0):
     u = w / np.linalg.norm(w, axis=-1, keepdims=True)
     diff = np.diff(u, axis=ax)
     return 2 * np.arcsin(np.minimum(np.linalg.norm(diff, axis=-1) / 2, 1.0))
-
-
-def angular_equilibrium(lr, weight_decay, momentum=0.0):
-    """The equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
-
-    For ς = 0 it follows from the norm balance ε²‖∇_wJ‖² = ευ(2 − ευ)‖w‖² with the
-    gradient orthogonal to w, to leading order in ευ; the momentum factor is theirs.
-
-    Parameters
-    ----------
-    lr, weight_decay : float or array_like, > 0 and >= 0
-    momentum : float or array_like, in [0, 1)
-
-    Returns
-    -------
-    float or numpy.ndarray, the broadcast shape
-    """
-    lr = v.positive_array(lr, "lr")
-    wd = v.finite_array(weight_decay, "weight_decay")
-    mom = v.finite_array(momentum, "momentum")
-    if np.any(wd < 0):
-        raise ValueError(f"weight_decay must be >= 0, got {v.short(wd)}")
-    if np.any(mom < 0) or np.any(mom >= 1):
-        raise ValueError(f"momentum must be in [0, 1), got {v.short(mom)}")
-    out = np.sqrt(2 * lr * wd / (1 + mom))
-    return float(out) if out.ndim == 0 else out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,7 +130,7 @@ def floor_sweep(problem, lr, lr_decay, steps, a0, w0, *, tail=1000, lr_a=1.0):
                weight_decay=p[None, :] / lr[:, None])
     ex = run.excess[-tail:]
     floor = ex.mean(axis=0)
-    pred = floor_leading(problem, p)
+    pred = theory.floor_leading(problem, p)
     return FloorSweep(lr=lr, lr_decay=p, floor=floor,
                       spread=(ex.max(axis=0) - ex.min(axis=0)) / floor,
                       edge=run.lr_eff[-tail:].mean(axis=0) * lam, predicted=pred,
@@ -206,7 +150,7 @@ class DecayWindows:
         Final excess after ``steps`` steps (``inf`` if diverged), BNGD and GD, each with
         weight decay υ_j.
     width_bngd, width_gd : numpy.ndarray, shape (P,)
-        Decades of ε reaching ``tol`` (:func:`~bnlib.sweeps.log_width`).
+        Decades of ε reaching ``tol`` (:func:`~bnlib.windows.log_width`).
     top_predicted : numpy.ndarray, shape (P,)
         The step at which BNGD's floor reaches ``tol``: ε = tol / (υ λ*_max ‖u*‖²/4)
         (``inf`` for υ = 0).
@@ -256,35 +200,10 @@ def decay_windows(problem, lr, weight_decay, steps, a0, w0, tol, *, lr_a=1.0):
               weight_decay=wd[:, None])
     rg = gd(problem, lr[None, :], steps, record="loss", weight_decay=wd[:, None])
     eb, eg = rb.excess[-1], rg.excess[-1]
-    lead = floor_leading(problem, 1.0)
+    lead = theory.floor_leading(problem, 1.0)
     with np.errstate(divide="ignore"):
         top = np.where(wd > 0, tol / (wd * lead), np.inf)
     stable = np.where(~rb.diverged, lr[None, :], 0.0).max(axis=1)
     return DecayWindows(lr=lr, weight_decay=wd, bngd=eb, gd=eg,
                         width_bngd=log_width(eb <= tol, lr), width_gd=log_width(eg <= tol, lr),
                         top_predicted=top, largest_stable=stable, tol=tol, steps=rb.steps)
-
-
-def standard_decay():
-    """The weight-decay chapter's two measurements at its settings (the summary's row).
-
-    The problem: d = 20, eigenvalues log-spaced in [1, 100] (κ = 100), u* from seed 0
-    (:func:`~bnlib.sweeps.eigen_problem`), a unit random start (seed 1), a0 = 1, ε_a = 1.
-
-    Returns
-    -------
-    problem : bnlib.ols.OLS
-    sweep : FloorSweep
-        ε ∈ {0.1, 1, 10}, ευ at 7 points from 1e-4 to 1e-1, 10⁴ steps, the last 1000 averaged.
-    windows : DecayWindows
-        101 steps ε from 1e-4 to 1e6, υ ∈ {0, 1e-4, 1e-3, 1e-2}, 4000 steps, tolerance
-        10⁻³ (J0(0) − J*).
-    """
-    problem = eigen_problem(np.logspace(0, 2, 20), seed=0)
-    w0 = np.random.default_rng(1).standard_normal(20)
-    w0 /= np.linalg.norm(w0)
-    sweep = floor_sweep(problem, np.array([0.1, 1.0, 10.0]), np.logspace(-4, -1, 7), 10_000,
-                        1.0, w0)
-    win = decay_windows(problem, np.logspace(-4, 6, 101), np.array([0.0, 1e-4, 1e-3, 1e-2]),
-                        4000, 1.0, w0, 1e-3 * problem.excess_at_zero)
-    return problem, sweep, win

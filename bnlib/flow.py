@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as v
-from ._kernel import normalized_excess, normalized_grad
-from .ols import OLS
-from .runs import divergence_limit, masked
+from . import PUBLIC
+from . import checks as v
+from .descent import divergence_limit, masked
+from .ols import OLS, normalized_excess, normalized_grad
 
-__all__ = ["FlowRun", "bn_flow"]
+__all__ = list(PUBLIC["flow"])
 
 
 @dataclass(frozen=True)
@@ -63,20 +63,20 @@ def _terms(problem, A, W):
     return dA, rn, t, G
 
 
-def _field(problem, A, W, rate_a):
+def _field(problem, A, W, lr_a):
     """Right-hand side (−ρ_a ∂_a J, −∇_w J) for a batch of states (the kernel of BNGD)."""
     dA, rn, _, G = _terms(problem, A, W)
-    return -rate_a * dA, (A * rn)[..., None] * G
+    return -lr_a * dA, (A * rn)[..., None] * G
 
 
 def _excess(problem, A, W):
-    """J − J*, accurate near the minimum: the excess of BNGD's engine (bnlib._kernel)."""
+    """J − J*, accurate near the minimum: the excess of BNGD's engine (bnlib.ols.normalized_excess)."""
     dA, _, t, G = _terms(problem, A, W)
     return normalized_excess(dA, t, np.einsum("...i,...i->...", G, problem.u_star),
                              np.einsum("...i,...i->...", W, G))
 
 
-def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=None, rate_a=None, blowup=1e10):
+def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=1.0, blowup=1e10):
     """Integrate the gradient flow of J(a, w) with fixed-step RK4 from a batch of starts.
 
     Parameters
@@ -90,11 +90,9 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=None, rate_a=None, blowup=1e1
         Initial scale(s), broadcast with ``w0.shape[:-1]`` and ``lr_a``.
     w0 : array_like, shape (d,) or (B..., d)
         Initial weights; nonzero.
-    lr_a : float or array_like, optional
-        Relative speed ρ_a > 0 of a (default 1): da/dt = −ρ_a ∂_a J (BNGD with steps ε, ε_a
+    lr_a : float or array_like
+        Relative speed ρ_a > 0 of a: da/dt = −ρ_a ∂_a J (BNGD with steps ε, ε_a
         follows the flow with ρ_a = ε_a/ε).
-    rate_a : float or array_like, optional
-        The old name of ``lr_a`` (still accepted; give one of the two).
     blowup : float, optional
         A run is flagged as diverged (and its later states set to ``nan``) once its state is
         not finite or its loss exceeds ``blowup * max(J(a0, w0), c/2)``.
@@ -108,7 +106,7 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=None, rate_a=None, blowup=1e1
     TypeError
         If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
     ValueError
-        If ``t_end`` or ``rate_a`` is not positive and finite, ``steps < 1``, ``blowup <= 1``,
+        If ``t_end`` or ``lr_a`` is not positive and finite, ``steps < 1``, ``blowup <= 1``,
         ``a0`` is not finite, ``w0`` has the wrong shape, is not finite or is zero, or shapes
         do not broadcast.
     """
@@ -118,19 +116,14 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=None, rate_a=None, blowup=1e1
     steps = v.count(steps, "steps", minimum=1)
     a0 = v.finite_array(a0, "a0")
     w0 = v.vector_batch(w0, "w0", problem.d)
-    if lr_a is not None and rate_a is not None:
-        raise TypeError("give lr_a or its old name rate_a, not both")
-    if lr_a is None:
-        rate_a = v.positive_array(1.0 if rate_a is None else rate_a, "rate_a")
-    else:
-        rate_a = v.positive_array(lr_a, "lr_a")
+    lr_a = v.positive_array(lr_a, "lr_a")
     blowup = v.blowup(blowup)
-    B = v.broadcast(a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]}, lr_a=rate_a.shape)
+    B = v.broadcast(a0=a0.shape, **{"w0[..., 0]": w0.shape[:-1]}, lr_a=lr_a.shape)
     if np.any(np.einsum("...i,...i->...", w0 @ problem.H, w0) <= 0):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     A = np.array(np.broadcast_to(a0, B), dtype=float)
     W = np.array(np.broadcast_to(w0, B + (problem.d,)), dtype=float)
-    ra = np.broadcast_to(rate_a, B)
+    ra = np.broadcast_to(lr_a, B)
     h = t_end / steps
     alive = np.ones(B, dtype=bool)
     As, Ws, excesses = [], [], []

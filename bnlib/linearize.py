@@ -16,60 +16,34 @@ p = wᵀg, gives the 2×2 matrix [[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖
 eigenvalue exceeds 1 for every ε, ε_a > 0, so every saddle repels BNGD
 (:func:`saddle_multipliers`).
 
-GD's speed depends on what is asked of it: ε_opt = 2/(λ_min + λ_max) gives the best
-*asymptotic* contraction, but the fewest steps to a given tolerance from a given start can
-need another step (:func:`gd_best_step`). :func:`compare_acceleration` puts BNGD against
-both, and against the ratio of best asymptotic rates (:func:`asymptotic_speedup`). These
-step-size searches, GD's closed forms and the windows of good steps (:func:`gd_window`,
-:func:`bngd_window`) live in the private module ``bnlib._gdsteps`` and are exported here.
+GD's speed depends on what is asked of it: ε_opt gives the best asymptotic contraction,
+but the fewest steps to a tolerance can need another step
+(:func:`bnlib.theory.gd_best_step`). :func:`compare_acceleration` puts BNGD against both.
+
+Measured rates: :func:`contraction` estimates the asymptotic contraction factor ρ of a
+run's history h_k (h_{k+1}/h_k → ρ^p) from a least-squares fit on the tail above a
+rounding floor, and says whether the tail is *steady* (its two halves agree). A tail that
+follows a fast mode after the slow one was damped looks steady too: such a rate is a lower
+bound, which chapter 05 tests per mode (:func:`mode_coordinates`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from . import _validate as v
-from . import theory
-from ._engine import check_problem
-from ._gdsteps import (
-    Acceleration,
-    asymptotic_speedup,
-    bngd_window,
-    compare_acceleration,
-    gd_best_step,
-    gd_excess,
-    gd_steps_to,
-    gd_window,
-)
+from . import PUBLIC, theory
+from . import checks as v
 from .descent import bngd
+from .ols import check_problem
 
-__all__ = [
-    "effective_step",
-    "h_projector",
-    "linear_map",
-    "step_jacobian",
-    "mode_coordinates",
-    "gd_excess",
-    "gd_steps_to",
-    "gd_best_step",
-    "gd_window",
-    "bngd_window",
-    "saddle_multipliers",
-    "asymptotic_speedup",
-    "kappa_star_eigenbasis",
-    "Acceleration",
-    "compare_acceleration",
-]
-
-
-def _problem(problem):
-    check_problem(problem)
-    return problem
+__all__ = list(PUBLIC["linearize"])
 
 
 def _steps_and_weight(problem, lr, lr_a, w):
     """(p, ε, ε_a, w) for a single state: two steps > 0 and one weight of shape (d,)."""
-    p = _problem(problem)
+    p = check_problem(problem)
     lr = v.positive_scalar(lr, "lr")
     lr_a = v.positive_scalar(lr_a, "lr_a")
     w = v.vector_batch(w, "w", p.d)
@@ -98,7 +72,7 @@ def effective_step(problem, lr, a, w):
     TypeError, ValueError
         On a problem that is not an OLS, ``lr <= 0``, or a zero or misshaped ``w``.
     """
-    p = _problem(problem)
+    p = check_problem(problem)
     lr = v.positive_array(lr, "lr")
     a = v.finite_array(a, "a")
     n2 = p.h_norm(w) ** 2
@@ -122,7 +96,7 @@ def h_projector(problem, w):
     -------
     numpy.ndarray, shape (..., d, d)
     """
-    p = _problem(problem)
+    p = check_problem(problem)
     w = v.vector_batch(w, "w", p.d)
     Hw = w @ p.H
     n2 = np.einsum("...i,...i->...", Hw, w)
@@ -222,7 +196,7 @@ def mode_coordinates(problem, u):
     TypeError, ValueError
         On a problem that is not an OLS or a ``u`` whose last axis is not d.
     """
-    p = _problem(problem)
+    p = check_problem(problem)
     u = v.vector_batch(u, "u", p.d)
     lam, V = np.linalg.eigh(theory.effective_hessian(p.H, p.u_star))
     return lam[1:], (u - p.u_star) @ V[:, 1:]
@@ -312,3 +286,251 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
 
     out = root(lam[-2], lam[-1]) / root(lam[0], lam[1])
     return float(out) if out.ndim == 0 else out
+
+
+def wn_jacobian(H, u_star, lr, lr_a, s=1.0) -> np.ndarray:
+    """Jacobian of one WNGD step at the minimiser (a*, w*) = (‖u*‖, s û), in the variables
+    (a, w_1, …, w_d):
+
+        I − diag(ε_a, ε I) M,  M = [[ûᵀHû, (a*/s) ûᵀHP], [(a*/s) PHû, (a*/s)² PHP]].
+
+    Parameters
+    ----------
+    H : array_like, shape (d, d), SPD
+    u_star : array_like, shape (d,), nonzero
+    lr, lr_a : float
+        ε > 0 and ε_a > 0.
+    s : float
+        ‖w*‖ > 0.
+
+    Returns
+    -------
+    numpy.ndarray, shape (d + 1, d + 1)
+
+    Raises
+    ------
+    ValueError
+        On a non-SPD ``H``, a bad ``u_star`` or a step or ``s`` that is not > 0.
+    """
+    H, uh, nu = theory.split_u(H, u_star)
+    lr, lr_a, s = (v.positive_scalar(x, nm) for x, nm in ((lr, "lr"), (lr_a, "lr_a"), (s, "s")))
+    d = H.shape[0]
+    P = np.eye(d) - np.outer(uh, uh)
+    C = np.concatenate([uh[:, None], (nu / s) * P], axis=1)          # du/d(a, w)
+    M = C.T @ H @ C
+    return np.eye(d + 1) - np.concatenate([[lr_a], np.full(d, lr)])[:, None] * M
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acceleration:
+    """The result of :func:`compare_acceleration`.
+
+    Attributes
+    ----------
+    gd_lr_opt, gd_steps_opt : float
+        GD at ε_opt = 2/(λ_min + λ_max), GD's best asymptotic step, and its step count.
+    gd_lr_best, gd_steps_best : float
+        GD's best constant step for this tolerance and start (:func:`gd_best_step`).
+    lr, bngd_steps, lr_eff : numpy.ndarray, shape (M,)
+        BNGD's step sizes, its step counts (``inf`` if not reached) and the effective step
+        ε a_K²/‖w_K‖²_H it ended with.
+    bngd_steps_best : float
+        The fewest BNGD steps over ``lr``.
+    speedup_opt, speedup_best : float
+        gd_steps_opt / bngd_steps_best and gd_steps_best / bngd_steps_best.
+    speedup_asymptotic : float
+        :func:`asymptotic_speedup`.
+    """
+
+    gd_lr_opt: float
+    gd_steps_opt: float
+    gd_lr_best: float
+    gd_steps_best: float
+    lr: np.ndarray
+    bngd_steps: np.ndarray
+    lr_eff: np.ndarray
+    bngd_steps_best: float
+    speedup_opt: float
+    speedup_best: float
+    speedup_asymptotic: float
+
+
+def compare_acceleration(problem, lr, a0, w0, tol, max_steps, lr_a=1.0):
+    """Steps to J − J* <= tol: BNGD over step sizes ``lr`` against GD at ε_opt and at its
+    best step for this tolerance, from the same w0; plus the asymptotic ratio.
+
+    Parameters
+    ----------
+    problem : OLS
+    lr : array_like, shape (M,), > 0
+        BNGD's weight steps, run in one vectorised call.
+    a0 : float
+    w0 : array_like, shape (d,)
+    tol : float, > 0
+    max_steps : int, >= 1
+    lr_a : float, > 0
+
+    Returns
+    -------
+    Acceleration
+    """
+    p = check_problem(problem)
+    lr = v.positive_array(lr, "lr")
+    if lr.ndim != 1:
+        raise ValueError(f"lr must be one-dimensional, got shape {lr.shape}")
+    lr_opt = float(theory.gd_lr_opt(p.H))
+    steps_opt = theory.gd_steps_to(p, lr_opt, w0, tol, max_steps)
+    lr_best, steps_best = theory.gd_best_step(p, w0, tol, max_steps)
+    run = bngd(p, lr, max_steps, a0, w0, lr_a=lr_a, tol=tol, record="loss")
+    bn_steps = np.asarray(run.steps_to(tol), dtype=float)
+    best = float(np.min(bn_steps))
+    return Acceleration(gd_lr_opt=lr_opt, gd_steps_opt=steps_opt, gd_lr_best=lr_best,
+                        gd_steps_best=steps_best, lr=lr, bngd_steps=bn_steps,
+                        lr_eff=run.lr_eff[-1], bngd_steps_best=best,
+                        speedup_opt=steps_opt / best, speedup_best=steps_best / best,
+                        speedup_asymptotic=theory.asymptotic_speedup(p))
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """The result of :func:`~bnlib.linearize.contraction`; every field has the batch shape B of the history.
+
+    Attributes
+    ----------
+    rate : float or numpy.ndarray, shape B
+        Estimated per-step factor ρ of the error (the history's factor to the power
+        ``1/power``); ``nan`` when fewer than two usable points remain.
+    steady : bool or numpy.ndarray of bool, shape B
+        True when at least ``min_points`` points were used, the run did not diverge, the
+        history fell by at least ``min_decay`` across the fitted tail, and the log-slopes
+        fitted on the two halves of the tail agree to ``rtol``: the run is in its asymptotic
+        regime and ``rate`` can be compared with a theory.
+    points : int or numpy.ndarray of int, shape B
+        Number of history entries the fit used.
+    diverged : bool or numpy.ndarray of bool, shape B
+        True when the history holds a non-finite entry (a diverged bnlib run).
+    """
+
+    rate: np.ndarray
+    steady: np.ndarray
+    points: np.ndarray
+    diverged: np.ndarray
+
+
+def _slope(logh, mask):
+    """Least-squares slope of logh[k] against k over the entries where mask is True (axis 0)."""
+    k = np.arange(logh.shape[0], dtype=float).reshape((-1,) + (1,) * (logh.ndim - 1))
+    n = mask.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        km = np.where(mask, k, 0.0).sum(axis=0) / n
+        ym = np.where(mask, logh, 0.0).sum(axis=0) / n
+        dk = np.where(mask, k - km, 0.0)
+        num = (dk * np.where(mask, logh - ym, 0.0)).sum(axis=0)
+        den = (dk * dk).sum(axis=0)
+        return np.where(n >= 2, num / den, np.nan)
+
+
+def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, min_points=8,
+                rtol=0.05, min_decay=1e3):
+    """Asymptotic per-step contraction factor of nonnegative histories, vectorised over runs.
+
+    Parameters
+    ----------
+    history : array_like, shape (K+1, B...)
+        Nonnegative values h_0, …, h_K per run along axis 0, e.g. ``run.excess`` of
+        :func:`~bnlib.descent.gd` or :func:`~bnlib.descent.bngd` (``inf`` or ``nan`` marks
+        divergence). Entries
+        at or below the floor, including the tiny negative values that rounding can give an
+        excess near 0, end the usable part of the history.
+    power : float, optional
+        The history behaves like error^power; the returned rate is the error's factor
+        (use 2 for a loss excess to compare with :func:`bnlib.theory.gd_rate`).
+    floor : float, optional
+        Absolute floor: a run's usable history ends before the first entry ≤ ``floor``.
+        Default ``rel_floor * h_0`` per run.
+    rel_floor : float, optional
+        Relative floor used when ``floor`` is not given; must lie in (0, 1).
+    tail : float, optional
+        Fraction in (0, 1] of the usable history, counted from its end, that the fit uses
+        (at least ``min_points`` entries when available).
+    min_points : int, optional
+        Minimum number of fitted points for ``steady``; at least 4.
+    rtol : float, optional
+        Relative agreement required between the log-slopes of the two halves of the tail.
+    min_decay : float, optional
+        Factor ≥ 1 by which the history must fall across the fitted tail for ``steady``. A
+        mixture of slowly decaying modes has a tail slope that drifts too slowly for the
+        two-halves test to notice; requiring real progress over the tail rules it out.
+
+    Returns
+    -------
+    Contraction
+        Fields of shape B (Python scalars when B = ()).
+
+    Raises
+    ------
+    TypeError
+        If ``history`` is not real numbers or ``min_points`` is not an integer.
+    ValueError
+        If ``history`` is 0-dimensional, has fewer than 2 entries or a negative first entry, or if
+        ``power``, ``floor``, ``rel_floor``, ``tail``, ``min_points``, ``rtol`` or ``min_decay``
+        is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> h = 3.0 * 0.81 ** np.arange(60)
+    >>> float(round(contraction(h, power=2).rate, 12))
+    0.9
+    """
+    h = v.as_real_array(history, "history")
+    if h.ndim == 0 or h.shape[0] < 2:
+        raise ValueError(f"history must have shape (K+1, ...) with K >= 1, got shape {h.shape}")
+    if np.any(h[0] < 0):  # later negative entries are rounding noise of an excess: see floor
+        raise ValueError(f"history must start nonnegative, got history[0] minimum {np.nanmin(h[0]):.3g}")
+    power = v.positive_scalar(power, "power")
+    rel_floor = v.positive_scalar(rel_floor, "rel_floor")
+    if rel_floor >= 1:
+        raise ValueError(f"rel_floor must be in (0, 1), got {rel_floor}")
+    if floor is not None:
+        floor = v.positive_scalar(floor, "floor")
+    tail = v.positive_scalar(tail, "tail")
+    if tail > 1:
+        raise ValueError(f"tail must be in (0, 1], got {tail}")
+    min_points = v.count(min_points, "min_points", minimum=4)
+    rtol = v.positive_scalar(rtol, "rtol")
+    min_decay = v.positive_scalar(min_decay, "min_decay")
+    if min_decay < 1:
+        raise ValueError(f"min_decay must be >= 1, got {min_decay}")
+
+    finite = np.isfinite(h)
+    diverged = ~np.all(finite, axis=0)
+    lim = floor if floor is not None else rel_floor * np.where(finite[0], h[0], np.inf)
+    ok = finite & (h > lim)
+    # usable prefix: entries before the first one that is non-finite or at/below the floor
+    usable = np.cumprod(ok, axis=0).astype(bool)
+    n_use = usable.sum(axis=0)
+    n_fit = np.minimum(n_use, np.maximum(np.ceil(tail * n_use).astype(int), min_points))
+    k = np.arange(h.shape[0]).reshape((-1,) + (1,) * (h.ndim - 1))
+    start = n_use - n_fit
+    fit = usable & (k >= start)
+    mid = start + n_fit // 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logh = np.log(np.where(usable, h, 1.0))
+    slope = _slope(logh, fit)
+    s1 = _slope(logh, fit & (k < mid))
+    s2 = _slope(logh, fit & (k >= mid))
+    with np.errstate(invalid="ignore"):
+        agree = np.abs(s1 - s2) <= rtol * np.maximum(np.abs(s1), np.abs(s2)) + 1e-12
+    last = np.take_along_axis(np.where(usable, h, np.nan), np.maximum(n_use - 1, 0)[None], axis=0)[0]
+    first = np.take_along_axis(np.where(usable, h, np.nan), np.minimum(start, h.shape[0] - 1)[None],
+                               axis=0)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        decayed = first >= min_decay * last
+    steady = (n_fit >= min_points) & ~diverged & agree & decayed
+    rate = np.exp(slope / power)
+
+    def out(x):
+        return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
+
+    return Contraction(rate=out(rate), steady=out(steady), points=out(n_fit), diverged=out(diverged))

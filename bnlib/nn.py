@@ -1,19 +1,908 @@
-"""Small numpy multilayer perceptrons with optional batch normalization, trained by SGD.
+"""Networks: a numpy multilayer perceptron with optional BN, its data and its training.
 
 This module carries the book's OLS findings over to networks, as in the experiments of
 Cai, Li & Shen (2019): a dense network whose every dense layer is followed by BN (before the
 activation: ReLU in hidden layers, softmax at the output), trained by plain mini-batch SGD
 with a constant step ε for the weights and biases and a separate step ε_a for BN's γ and β.
 
-See :mod:`bnlib.mlp` for the conventions (sizes, parameter names, shapes, losses).
+Many networks train at once. Every parameter array carries a leading *model* shape P (for
+example ``(seeds, step sizes)``); all models see the same mini-batches of their seed and
+advance in lockstep, so a grid of 30 step sizes costs one batched run, not 30.
 
-The module gathers the network experiments' names from the modules that hold them:
-:mod:`bnlib.digits` (the data), :mod:`bnlib.mlp` (the model) and :mod:`bnlib.training`
-(SGD and the sweep); e.g. ``bnlib.nn.MLP`` is ``bnlib.mlp.MLP``.
+Conventions
+-----------
+- ``sizes = (d_in, h_1, ..., h_L, n_classes)``; layer l maps ``sizes[l]`` to ``sizes[l+1]``.
+- Parameters are a dict of arrays: ``"W{l}"`` of shape (P..., sizes[l], sizes[l+1]); without
+  BN a bias ``"b{l}"`` of shape (P..., 1, sizes[l+1]); with BN ``"gamma{l}"``, ``"beta{l}"`` and
+  the running averages ``"mean{l}"``, ``"var{l}"`` of shape (P..., 1, sizes[l+1]) instead
+  (a bias in front of BN would be removed by the centring, so it is left out).
+- A mini-batch ``X`` has shape (B, d_in) (shared by all models) or (Q..., B, d_in) with Q
+  broadcasting to P; labels ``y`` are integers in [0, n_classes), shape (B,) or (Q..., B).
+- Losses: ``"cross_entropy"`` (mean over the batch of −log softmax) and ``"quadratic"``,
+  mean over the batch *and* the classes of (onehot − softmax)², the loss of the paper's code.
+
+Data: scikit-learn's bundled 8×8 digits, standardised and split by a seed
+(:func:`load_digits_split`). Training: plain mini-batch SGD over grids of step sizes in
+lockstep (:func:`train`), the paper's three variants over one grid (:func:`train_variants`).
+
+The effective step of a BN unit is the network analogue of BNGD's ε̂ = ε a²/‖w‖²_H: a step
+ε on w_j turns unit j's output by about ε γ_j²/(σ_j² + ν), σ_j² the batch variance of
+z_j = x·w_j (:func:`effective_steps`); :func:`top_bn_hessian` gives the largest Hessian
+eigenvalue of the loss in BN's (γ, β).
 """
 
-from .digits import Digits, load_digits_split
-from .mlp import MLP
-from .training import SGDRun, decades_above, sgd, sweep
+from __future__ import annotations
 
-__all__ = ["Digits", "load_digits_split", "MLP", "SGDRun", "sgd", "sweep", "decades_above"]
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import PUBLIC
+from . import checks as v
+from .bn import batchnorm_backward, batchnorm_forward
+
+__all__ = list(PUBLIC["nn"])
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A fixed train/test split of scikit-learn's handwritten digits.
+
+    Attributes
+    ----------
+    X_train, X_test : numpy.ndarray
+        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixel values
+        divided by 16 so they lie in [0, 1].
+    y_train, y_test : numpy.ndarray of int
+        Shapes (n_train,) and (n_test,): digit labels 0–9.
+    seed : int
+    test_fraction : float
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    seed: int
+    test_fraction: float
+    n_classes: int = 10
+
+
+def load_digits_split(seed=0, test_fraction=0.25):
+    """Load scikit-learn's bundled digits (1,797 images, no download) and split them.
+
+    The split is a seeded random permutation: the first ``round(test_fraction * 1797)``
+    images form the test set, the rest the training set.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the permutation (``numpy.random.default_rng``).
+    test_fraction : float
+        Fraction of the images held out, in (0, 1).
+
+    Returns
+    -------
+    Digits
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer.
+    ValueError
+        If ``seed < 0`` or ``test_fraction`` is not in (0, 1) or leaves an empty set.
+    """
+    from sklearn.datasets import load_digits
+
+    seed = v.count(seed, "seed")
+    test_fraction = v.positive_scalar(test_fraction, "test_fraction")
+    if not test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    data = load_digits()
+    X = data.data.astype(np.float64) / 16.0
+    y = data.target.astype(np.int64)
+    n_test = int(round(test_fraction * len(y)))
+    if not 0 < n_test < len(y):
+        raise ValueError(f"test_fraction {test_fraction} leaves an empty train or test set")
+    perm = np.random.default_rng(seed).permutation(len(y))
+    test, train = perm[:n_test], perm[n_test:]
+    return Digits(X[train], y[train], X[test], y[test], seed, test_fraction)
+
+
+_LOSSES = ("cross_entropy", "quadratic")
+
+
+def _onehot(y, n):
+    return (y[..., None] == np.arange(n)).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class MLP:
+    """A dense network ``sizes[0] → … → sizes[-1]`` with ReLU hidden units.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths (d_in, h_1, ..., n_classes), at least two entries, each ≥ 1
+        (``n_classes`` ≥ 2).
+    bn : bool
+        Batch normalization after every dense layer, before its activation (then no biases).
+    loss : {"cross_entropy", "quadratic"}
+    var_offset : float, default 1e-5
+        BN's variance offset ν ≥ 0; 0 makes BN exactly scale invariant.
+    momentum : float
+        Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
+        [0, 1). The batch variance enters unbiased, B/(B − 1) times the biased one. In
+        :func:`~bnlib.nn.train` the first mini-batch's statistics start the averages (so they carry no
+        trace of the initial values and scale with the weights).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On bad sizes, an unknown loss, ``var_offset < 0``, or ``momentum`` outside [0, 1).
+    """
+
+    sizes: tuple
+    bn: bool = True
+    loss: str = "cross_entropy"
+    var_offset: float = 1e-5
+    momentum: float = 0.9
+    depth: int = field(init=False, repr=False)
+    _layout: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.sizes, str | bytes) or not hasattr(self.sizes, "__len__"):
+            raise TypeError(f"sizes must be a sequence of integers, got {self.sizes!r}")
+        sizes = tuple(v.count(s, "sizes entry", minimum=1) for s in self.sizes)
+        if len(sizes) < 2 or sizes[-1] < 2:
+            raise ValueError(f"sizes needs (d_in, ..., n_classes) with n_classes >= 2, got {sizes}")
+        if not isinstance(self.bn, bool | np.bool_):
+            raise TypeError(f"bn must be True or False, got {self.bn!r}")
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        object.__setattr__(self, "var_offset", v.var_offset(self.var_offset))
+        mom = float(v.finite_array(self.momentum, "momentum"))
+        if not 0 <= mom < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {mom}")
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "bn", bool(self.bn))
+        object.__setattr__(self, "momentum", mom)
+        object.__setattr__(self, "depth", len(sizes) - 1)
+        object.__setattr__(self, "_layout", self._make_layout())
+
+    def _make_layout(self):
+        """Every parameter array as (name, layer, is_weight, trainable), layer by layer."""
+        kinds = ("gamma", "beta") if self.bn else ("b",)
+        out = []
+        for layer in range(self.depth):
+            out += [(f"W{layer}", layer, True, True)]
+            out += [(f"{k}{layer}", layer, False, True) for k in kinds]
+        if self.bn:
+            out += [(f"{k}{layer}", layer, False, False)
+                    for layer in range(self.depth) for k in ("mean", "var")]
+        return tuple(out)
+
+    # -------------------------------------------------------------------- parameters
+    @property
+    def n_classes(self) -> int:
+        return self.sizes[-1]
+
+    def param_names(self, trainable_only=True):
+        """Names of the parameter arrays, layer by layer (running averages last if asked)."""
+        return [name for name, _, _, trainable in self._layout if trainable or not trainable_only]
+
+    def bn_param_names(self):
+        """The names stepped with ε_a (γ and β); empty without BN."""
+        return [f"{k}{layer}" for layer in range(self.depth) for k in ("gamma", "beta")] if self.bn else []
+
+    def init(self, seed=0, shape=(), weight_scale=1.0):
+        """Glorot-uniform weights, zero biases, γ = 1, β = 0, running mean 0 and variance 1.
+
+        Every model of the shape gets the same draw (a seed's networks differ only in what
+        they are later trained with).
+
+        Parameters
+        ----------
+        seed : int
+            Seed of ``numpy.random.default_rng((seed, 1))``.
+        shape : tuple of int
+            The model shape P.
+        weight_scale : float
+            Multiplies every weight matrix (r in the scaling law); > 0.
+
+        Returns
+        -------
+        dict of numpy.ndarray
+        """
+        seed = v.count(seed, "seed")
+        weight_scale = v.positive_scalar(weight_scale, "weight_scale")
+        shape = tuple(v.count(s, "shape entry") for s in np.atleast_1d(shape)) if np.size(shape) else ()
+        rng = np.random.default_rng((seed, 1))
+        params = {}
+        for layer, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
+            lim = np.sqrt(6.0 / (n_in + n_out))
+            W = weight_scale * rng.uniform(-lim, lim, (n_in, n_out))
+            params[f"W{layer}"] = np.broadcast_to(W, shape + W.shape).copy()
+            row = shape + (1, n_out)
+            if self.bn:
+                params[f"gamma{layer}"] = np.ones(row)
+                params[f"beta{layer}"] = np.zeros(row)
+                params[f"mean{layer}"] = np.zeros(row)
+                params[f"var{layer}"] = np.ones(row)
+            else:
+                params[f"b{layer}"] = np.zeros(row)
+        return params
+
+    def _check_params(self, params):
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        missing = [k for k in self.param_names(trainable_only=False) if k not in params]
+        if missing:
+            raise ValueError(f"params lacks {missing} for {self}")
+        W0 = v.finite_array(params["W0"], "params['W0']")
+        if W0.ndim < 2 or W0.shape[-2:] != self.sizes[:2]:
+            raise ValueError(f"params['W0'] must have shape (..., {self.sizes[0]}, {self.sizes[1]}), "
+                             f"got {W0.shape}")
+        P = W0.shape[:-2]
+        out = {}
+        for name, layer, is_weight, _ in self._layout:
+            n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
+            want = P + ((n_in, n_out) if is_weight else (1, n_out))
+            arr = v.finite_array(params[name], f"params[{name!r}]")
+            if arr.shape != want:
+                raise ValueError(f"params[{name!r}] must have shape {want}, got {arr.shape}")
+            out[name] = arr
+        return out, P
+
+    def _check_data(self, X, y, P):
+        X = v.finite_array(X, "X")
+        if X.ndim < 2 or X.shape[-1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (..., B, {self.sizes[0]}), got {X.shape}")
+        Q = X.shape[:-2]
+        try:
+            if np.broadcast_shapes(Q, P) != P:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"X's leading shape {Q} must broadcast to the model shape {P}") from None
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+        if y.shape != X.shape[:-1]:
+            raise ValueError(f"y must have shape {X.shape[:-1]} to match X, got {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise ValueError(f"y must lie in [0, {self.n_classes}), got range [{y.min()}, {y.max()}]")
+        if self.bn and X.shape[-2] < 2:
+            raise ValueError(f"BN needs a mini-batch of at least 2 examples, got {X.shape[-2]}")
+        return X, y
+
+    # -------------------------------------------------------------- forward/backward
+    def _loss(self, z, y):
+        """Per-model loss (mean over the batch) and dL/dz."""
+        B, C = z.shape[-2], z.shape[-1]
+        t = _onehot(y, C)
+        zs = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(zs)
+        s = e.sum(axis=-1, keepdims=True)
+        p = e / s
+        if self.loss == "cross_entropy":
+            logp = zs - np.log(s)
+            loss = -np.sum(t * logp, axis=(-2, -1)) / B
+            dz = (p - t) / B
+        else:
+            r = p - t
+            loss = np.sum(r * r, axis=(-2, -1)) / (B * C)
+            dp = 2.0 * r / (B * C)
+            dz = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
+        return loss, dz
+
+    def _train_pass(self, params, X, y):
+        """Forward and backward in training mode; returns loss, grads, batch statistics."""
+        a = X
+        inputs, caches, masks, stats = [], [], [], []
+        for layer in range(self.depth):
+            inputs.append(a)
+            z = a @ params[f"W{layer}"]
+            if self.bn:
+                axis = z.ndim - 2
+                out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                               self.var_offset, axis=axis)
+                caches.append(cache)
+                # the biased batch variance, recovered from 1/sqrt(var + var_offset)
+                stats.append((z.mean(axis=axis, keepdims=True),
+                              cache.inv_std ** -2 - self.var_offset))
+            else:
+                out = z + params[f"b{layer}"]
+            if layer < self.depth - 1:
+                mask = out > 0
+                masks.append(mask)
+                a = out * mask
+            else:
+                logits = out
+        loss, d = self._loss(logits, y)
+        grads = {}
+        for layer in reversed(range(self.depth)):
+            if self.bn:
+                d, grads[f"gamma{layer}"], grads[f"beta{layer}"] = batchnorm_backward(d, caches[layer])
+            else:
+                grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
+            a_in = inputs[layer]
+            gW = np.swapaxes(a_in, -1, -2) @ d
+            grads[f"W{layer}"] = gW
+            if layer > 0:
+                d = (d @ np.swapaxes(params[f"W{layer}"], -1, -2)) * masks[layer - 1]
+        return loss, grads, stats
+
+    def loss_and_grad(self, params, X, y):
+        """Training-mode loss and its gradient for every model.
+
+        Parameters
+        ----------
+        params : dict of numpy.ndarray
+            As from :meth:`~bnlib.nn.MLP.init`, model shape P.
+        X : array_like, shape (B, d_in) or (Q..., B, d_in), Q broadcasting to P
+        y : array_like of int, shape X.shape[:-1]
+
+        Returns
+        -------
+        loss : numpy.ndarray, shape P
+            Mean loss over the mini-batch (BN with the batch's own statistics).
+        grads : dict of numpy.ndarray
+            Gradients of ``loss`` for every trainable parameter, shapes as in ``params``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            On missing or misshapen parameters, non-finite X, labels out of range or a
+            BN batch of fewer than 2 examples.
+        """
+        params, P = self._check_params(params)
+        X, y = self._check_data(X, y, P)
+        loss, grads, _ = self._train_pass(params, X, y)
+        return loss, grads
+
+    def predict_logits(self, params, X):
+        """Evaluation-mode logits (BN with the running averages), shape (P..., n, n_classes).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`~bnlib.nn.MLP.loss_and_grad`.
+        """
+        params, P = self._check_params(params)
+        X, _ = self._check_data(X, np.zeros(np.shape(X)[:-1], dtype=int), P)
+        return self._eval_logits(params, X)
+
+    def _eval_logits(self, params, X):
+        a = X
+        for layer in range(self.depth):
+            z = a @ params[f"W{layer}"]
+            if self.bn:
+                z = (params[f"gamma{layer}"] * (z - params[f"mean{layer}"])
+                     / np.sqrt(params[f"var{layer}"] + self.var_offset) + params[f"beta{layer}"])
+            else:
+                z = z + params[f"b{layer}"]
+            a = np.maximum(z, 0.0) if layer < self.depth - 1 else z
+        return a
+
+    def evaluate(self, params, X, y):
+        """Evaluation-mode loss and accuracy on a data set, for every model.
+
+        Parameters
+        ----------
+        params : dict of numpy.ndarray, model shape P
+        X : array_like, shape (n, d_in)
+        y : array_like of int, shape (n,)
+
+        Returns
+        -------
+        loss, accuracy : numpy.ndarray, shape P
+        """
+        params, P = self._check_params(params)
+        X, y = self._check_data(X, y, P)
+        return self._eval_loss_acc(params, X, y)
+
+    def _eval_loss_acc(self, params, X, y):
+        logits = self._eval_logits(params, X)
+        loss, _ = self._loss(logits, y)
+        acc = np.mean(np.argmax(logits, axis=-1) == y, axis=-1)
+        return loss, acc
+
+
+@dataclass(frozen=True)
+class SGDRun:
+    """The result of :func:`~bnlib.nn.train`. Model shape ``(S, L...)``: S seeds, L the broadcast shape of
+    ``lr`` and ``lr_a``.
+
+    Attributes
+    ----------
+    lr, lr_a : numpy.ndarray
+        Steps ε (weights, biases) and ε_a (BN's γ, β; ``nan`` without BN), shape L.
+    seeds : tuple of int
+    batch_loss : numpy.ndarray
+        Shape (K, S, L...): training-mode loss of each of the K mini-batches, before its
+        step; ``inf`` from the step at which a model diverged.
+    train_loss, train_acc, test_loss, test_acc : numpy.ndarray
+        Shape (S, L...): evaluation-mode loss and accuracy after training on the full
+        training and test sets; ``inf`` and ``nan`` for diverged models.
+    diverged : numpy.ndarray of bool
+        Shape (S, L...): a parameter became non-finite or exceeded ``blowup`` in absolute
+        value; the model was frozen from then on, without floating-point warnings.
+    params : dict of numpy.ndarray or None
+        Final parameters with leading shape (S, L...) if ``keep_params`` (diverged models hold
+        their last finite parameters).
+    epochs, batch_size : int
+    weight_decay, momentum : numpy.ndarray or None
+        υ and ς of each model, shape L; ``None`` when both were zero (the plain step).
+    w_angle2 : numpy.ndarray or None
+        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
+        output units j of the squared angle between column j before and after the step
+        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
+        network); ``nan`` after divergence; ``None`` when both options were zero.
+    """
+
+    lr: np.ndarray
+    lr_a: np.ndarray
+    seeds: tuple
+    batch_loss: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    diverged: np.ndarray
+    params: dict | None
+    epochs: int
+    batch_size: int
+    weight_decay: np.ndarray | None = None
+    momentum: np.ndarray | None = None
+    w_angle2: np.ndarray | None = None
+
+
+def _batch_order(seed, n, batch_size, epochs):
+    """Indices of every mini-batch of a seed: a fresh permutation per epoch, the last
+    ``n mod batch_size`` examples of each permutation left out. Shape (K, batch_size)."""
+    rng = np.random.default_rng((seed, 2))
+    per = n // batch_size
+    return np.concatenate([rng.permutation(n)[: per * batch_size].reshape(per, batch_size)
+                           for _ in range(epochs)])
+
+
+def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weight_scale=1.0,
+        keep_params=False, blowup=1e30, max_chunk_bytes=2**21, workers=2, weight_decay=0.0,
+        momentum=0.0):
+    """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
+
+    For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
+    same sequence of mini-batches; they differ only in their steps: W, b ← · − ε ∇, and
+    γ, β ← · − ε_a ∇. The mini-batches of seed s: per epoch, the permutation
+    ``rng.permutation(n_train)`` of ``rng = numpy.random.default_rng((s, 2))`` (one generator
+    for all epochs) cut into consecutive groups of ``batch_size``, the remainder left out.
+
+    Parameters
+    ----------
+    net : MLP
+    data : Digits
+        Or any object with ``X_train, y_train, X_test, y_test`` arrays.
+    lr : float or array_like
+        Steps ε > 0, shape L1.
+    lr_a : float or array_like, optional
+        Steps ε_a > 0 for γ and β (BN networks only), broadcast with ``lr``; ``None`` means
+        ε_a = ε (one step for all parameters).
+    epochs : int
+        Passes over the training set, ≥ 1.
+    batch_size : int
+        Mini-batch size, in [2, n_train].
+    seeds : int or sequence of int
+        One seed per repetition; an int means one repetition. The model shape is
+        ``(len(seeds), L...)``.
+    weight_scale : float
+        r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
+    keep_params : bool
+        Return the final parameters (memory: one network per model).
+    blowup : float
+        A model whose parameters exceed this in absolute value counts as diverged (> 1).
+    max_chunk_bytes : int
+        Models are trained in independent chunks whose largest activation array stays
+        below this size (small chunks stay in cache); results do not depend on it.
+    workers : int
+        Threads that train chunks in parallel (numpy releases the GIL in its array
+        operations); ≥ 1. Chunks are independent, so results do not depend on it.
+    weight_decay : float or array_like
+        Coupled weight decay υ ≥ 0 on the weight matrices W_l only (not on biases, γ, β):
+        their step is taken on L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
+    momentum : float or array_like
+        Heavy-ball momentum ς ∈ [0, 1) on every trainable parameter, as frameworks write
+        SGD with momentum: v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With
+        υ = ς = 0 (the default) training is the plain SGD bit for bit.
+
+    Returns
+    -------
+    SGDRun
+
+    Notes
+    -----
+    BLAS runs single-threaded inside this function: the matrix products are small, and
+    threaded BLAS on them was 5–10 times slower on a busy 2-core machine. Parallelism comes
+    from ``workers`` threads over independent chunks of models instead.
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an :class:`~bnlib.nn.MLP` or an argument has the wrong type.
+    ValueError
+        If a step is ≤ 0 or not finite, ``lr_a`` is given for a network without BN, the data
+        do not fit the network, or ``epochs``, ``batch_size``, ``seeds``, ``blowup`` are bad.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
+    Xtr, ytr, Xte, yte = (getattr(data, k, None) for k in ("X_train", "y_train", "X_test", "y_test"))
+    if any(a is None for a in (Xtr, ytr, Xte, yte)):
+        raise TypeError("data must have X_train, y_train, X_test and y_test (see load_digits_split)")
+    Xtr, ytr = net._check_data(Xtr, ytr, ())
+    Xte, yte = net._check_data(Xte, yte, ())
+    if Xtr.ndim != 2 or Xte.ndim != 2:
+        raise ValueError(f"data must hold 2-D X arrays, got {Xtr.shape} and {Xte.shape}")
+    lr = v.positive_array(lr, "lr")
+    if lr_a is not None and not net.bn:
+        raise ValueError("lr_a steps BN's gamma and beta; this network has no BN")
+    lr_a_arr = lr if lr_a is None else v.positive_array(lr_a, "lr_a")
+    wd, mom = v.heavy_options(weight_decay, momentum)
+    extra = [x.shape for x in (wd, mom) if x is not None]
+    try:
+        L = np.broadcast_shapes(lr.shape, lr_a_arr.shape, *extra)
+    except ValueError:
+        raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
+                         f"{lr_a_arr.shape} (and weight_decay, momentum)") from None
+    epochs = v.count(epochs, "epochs", minimum=1)
+    batch_size = v.count(batch_size, "batch_size", minimum=2)
+    if batch_size > len(ytr):
+        raise ValueError(f"batch_size must be <= n_train = {len(ytr)}, got {batch_size}")
+    seeds = (seeds,) if isinstance(seeds, int | np.integer) else tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    seeds = tuple(v.count(s, "seed") for s in seeds)
+    blowup = v.positive_scalar(blowup, "blowup")
+    if blowup <= 1:
+        raise ValueError(f"blowup must be > 1, got {blowup}")
+    weight_scale = v.positive_scalar(weight_scale, "weight_scale")
+    max_chunk_bytes = v.count(max_chunk_bytes, "max_chunk_bytes", minimum=1)
+    workers = v.count(workers, "workers", minimum=1)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _sgd(net, (Xtr, ytr, Xte, yte), lr=lr, lr_a_arr=lr_a_arr, L=L, epochs=epochs,
+                    batch_size=batch_size, seeds=seeds, weight_scale=weight_scale,
+                    keep_params=keep_params, blowup=blowup, max_chunk_bytes=max_chunk_bytes,
+                    workers=workers, wd=wd, mom=mom)
+
+
+def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale, keep_params,
+         blowup, max_chunk_bytes, workers, wd=None, mom=None):
+    """The training loop of :func:`train` on validated arguments; ``data`` = (Xtr, ytr, Xte, yte)."""
+    Xtr, ytr, Xte, yte = data
+    S, nL = len(seeds), int(np.prod(L, dtype=int))
+    eps_w = np.broadcast_to(lr, L).reshape(-1)
+    eps_a = np.broadcast_to(lr_a_arr, L).reshape(-1)
+    heavy = wd is not None or mom is not None
+    if heavy:
+        ups = np.broadcast_to(0.0 if wd is None else wd, L).reshape(-1)
+        vs = np.broadcast_to(0.0 if mom is None else mom, L).reshape(-1)
+    order = np.stack([_batch_order(s, len(ytr), batch_size, epochs) for s in seeds])  # (S, K, B)
+    K = order.shape[1]
+    chunk = max(1, max_chunk_bytes // (8 * batch_size * max(net.sizes)))
+
+    out_shape = (S, nL)
+    batch_loss = np.full((K,) + out_shape, np.inf)
+    res = {k: np.full(out_shape, np.inf if "loss" in k else np.nan)
+           for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    diverged = np.zeros(out_shape, dtype=bool)
+    angle2 = np.full((K,) + out_shape + (net.depth,), np.nan) if heavy else None
+    names = net.param_names()
+    slow = set(net.bn_param_names())
+    bases = [net.init(seed, weight_scale=weight_scale) for seed in seeds]
+    kept = ({k: np.empty((S, nL) + p.shape) for k, p in bases[0].items()} if keep_params else None)
+
+    def train_chunk(si, idx):
+        """Train models ``idx`` of seed ``si``; writes only their own result entries."""
+        params = {k: np.broadcast_to(p, (len(idx),) + p.shape).copy() for k, p in bases[si].items()}
+        steps = {k: (eps_a if k in slow else eps_w)[idx][:, None, None] for k in names}
+        alive = np.ones(len(idx), dtype=bool)
+        act = np.arange(len(idx))       # positions (in idx) of the models still training
+        final = {k: p.copy() for k, p in params.items()}
+        if heavy:
+            decay_ = {k: ups[idx][:, None, None] for k in names if k.startswith("W")}
+            mom_ = vs[idx][:, None, None]
+            vel = {k: np.zeros_like(params[k]) for k in names}
+        for k_step in range(K):
+            rows = order[si, k_step]
+            loss, grads, stats = net._train_pass(params, Xtr[rows], ytr[rows])
+            batch_loss[k_step, si, idx[act]] = loss
+            with np.errstate(over="ignore", invalid="ignore"):
+                if heavy:
+                    for k in names:
+                        gk = grads[k] + decay_[k] * params[k] if k in decay_ else grads[k]
+                        vel[k] = mom_ * vel[k] + gk
+                    new = {k: params[k] - steps[k] * vel[k] for k in names}
+                    for layer in range(net.depth):
+                        angle2[k_step, si, idx[act], layer] = _col_angle2(
+                            params[f"W{layer}"], new[f"W{layer}"])
+                else:
+                    new = {k: params[k] - steps[k] * grads[k] for k in names}
+                if net.bn:  # the first batch's statistics start the averages
+                    m, B = (net.momentum if k_step else 0.0), batch_size
+                    for layer, (mu, var) in enumerate(stats):
+                        new[f"mean{layer}"] = m * params[f"mean{layer}"] + (1 - m) * mu
+                        new[f"var{layer}"] = m * params[f"var{layer}"] + (1 - m) * var * B / (B - 1)
+                ok = np.isfinite(loss)
+                for p in new.values():
+                    ok &= np.all(np.abs(p) <= blowup, axis=(-2, -1))
+            if not ok.all():
+                bad = act[~ok]
+                alive[bad] = False
+                for k in final:
+                    final[k][bad] = params[k][~ok]
+                batch_loss[k_step + 1:, si, idx[bad]] = np.inf
+                act = act[ok]
+                new = {k: p[ok] for k, p in new.items()}
+                steps = {k: s[ok] for k, s in steps.items()}
+                if heavy:
+                    vel = {k: p[ok] for k, p in vel.items()}
+                    decay_ = {k: p[ok] for k, p in decay_.items()}
+                    mom_ = mom_[ok]
+            params = new
+            if act.size == 0:
+                break
+        for k in final:
+            final[k][act] = params[k]
+        if act.size:
+            live = {k: p[act] for k, p in final.items()}
+            for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
+                loss_, acc_ = _evaluate_chunked(net, live, X_, y_, max_chunk_bytes)
+                res[f"{name}_loss"][si, idx[act]] = loss_
+                res[f"{name}_acc"][si, idx[act]] = acc_
+        diverged[si, idx] = ~alive
+        if keep_params:
+            for k, p in final.items():
+                kept[k][si, idx] = p
+
+    tasks = [(si, np.arange(start, min(nL, start + chunk)))
+             for si in range(S) for start in range(0, nL, chunk)]
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            train_chunk(*task)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(train_chunk, *task) for task in tasks]:
+                future.result()
+    shape = (S,) + L
+    return SGDRun(
+        lr=np.broadcast_to(lr, L).copy(),
+        lr_a=np.broadcast_to(lr_a_arr, L).copy() if net.bn else np.full(L, np.nan),
+        seeds=seeds,
+        batch_loss=batch_loss.reshape((K,) + shape),
+        **{k: r.reshape(shape) for k, r in res.items()},
+        diverged=diverged.reshape(shape),
+        params=None if kept is None else {k: p.reshape(shape + p.shape[2:]) for k, p in kept.items()},
+        epochs=epochs,
+        batch_size=batch_size,
+        weight_decay=ups.reshape(L).copy() if heavy else None,
+        momentum=vs.reshape(L).copy() if heavy else None,
+        w_angle2=None if angle2 is None else angle2.reshape((K,) + shape + (net.depth,)),
+    )
+
+
+def _col_angle2(W_old, W_new):
+    """Mean over output units (columns) of the squared angle between old and new columns,
+    2 arcsin(‖û_new − û_old‖/2) per column; shape (models,)."""
+    u0 = W_old / np.linalg.norm(W_old, axis=-2, keepdims=True)
+    u1 = W_new / np.linalg.norm(W_new, axis=-2, keepdims=True)
+    th = 2 * np.arcsin(np.minimum(np.linalg.norm(u1 - u0, axis=-2) / 2, 1.0))
+    return np.mean(th * th, axis=-1)
+
+
+def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=100,
+                   seeds=(0, 1, 2), var_offset=1e-5, uniform=False):
+    """The paper's three training variants on one architecture, over a grid of steps.
+
+    - ``"gd"``: no BN (biases instead), every parameter stepped with ε;
+    - ``"bn"``: BN after every dense layer, one step ε for all parameters (ε_a = ε);
+    - ``"bn_split"``: BN, ε for the weights and each ε_a of ``lr_a`` for γ and β.
+
+    All variants of a seed start from the same weights and see the same mini-batches.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        As :class:`~bnlib.nn.MLP`.
+    loss : {"cross_entropy", "quadratic"}
+    data : Digits
+    lr : array_like, shape (n,)
+        The grid of ε.
+    lr_a : array_like, shape (A,)
+        The values of ε_a for ``"bn_split"``.
+    epochs, batch_size, seeds
+        As :func:`~bnlib.nn.train`.
+    var_offset : float, default 1e-5
+        BN's variance offset (as :class:`~bnlib.nn.MLP`).
+    uniform : bool
+        If true, every variant has model shape (S, A, n): ``"gd"`` and ``"bn"`` with A = 1
+        (their ``lr_a`` of shape (1, n)), so one code path reads all three.
+
+    Returns
+    -------
+    dict of SGDRun
+        ``"gd"`` and ``"bn"`` with model shape (S, n), ``"bn_split"`` with (S, A, n); all
+        (S, A, n) with ``uniform=True``. The numbers do not depend on ``uniform``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`; also if ``lr`` or ``lr_a`` is not
+        1-D.
+    """
+    lr = v.positive_array(lr, "lr")
+    lr_a = v.positive_array(lr_a, "lr_a")
+    if lr.ndim != 1 or lr_a.ndim != 1:
+        raise ValueError(f"lr and lr_a must be 1-D grids, got shapes {lr.shape} and {lr_a.shape}")
+    kw = {"epochs": epochs, "batch_size": batch_size, "seeds": seeds}
+    offset = v.var_offset(var_offset)
+    plain = MLP(sizes, bn=False, loss=loss, var_offset=offset)
+    bn = MLP(sizes, bn=True, loss=loss, var_offset=offset)
+    grid = lr[None, :] if uniform else lr
+    return {"gd": train(plain, data, grid, **kw),
+            "bn": train(bn, data, grid, **kw),
+            "bn_split": train(bn, data, lr[None, :], lr_a[:, None], **kw)}
+
+
+def _evaluate_chunked(net, params, X, y, max_bytes):
+    """:meth:`~bnlib.nn.MLP.evaluate` over the models in chunks whose activations fit ``max_bytes``."""
+    M = len(params["W0"])
+    step = max(1, max_bytes // (8 * len(y) * max(net.sizes)))
+    parts = [net._eval_loss_acc({k: p[i:i + step] for k, p in params.items()}, X, y)
+             for i in range(0, M, step)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def effective_steps(net, params, X, lr):
+    """Effective step ε γ_j² / (σ_j² + ε_BN) of every BN unit, on one batch in training mode.
+
+    Parameters
+    ----------
+    net : bnlib.nn.MLP
+        A network with BN.
+    params : dict of numpy.ndarray
+        Model shape P (as from :meth:`bnlib.nn.MLP.init` or ``SGDRun.params``).
+    X : array_like, shape (B, d_in)
+        The batch whose statistics define σ_j² (e.g. the whole training set).
+    lr : float or array_like
+        ε, broadcasting with P.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One array per layer, shape (P..., n_out).
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an MLP.
+    ValueError
+        If ``net`` has no BN, the parameters or data do not fit it, or ``lr`` is not positive.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
+    if not net.bn:
+        raise ValueError("effective_steps needs a network with BN")
+    params, P = net._check_params(params)
+    X = v.finite_array(X, "X")
+    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
+        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    lr = v.positive_array(lr, "lr")
+    try:
+        lr_b = np.broadcast_to(lr, P)[..., None]
+    except ValueError:
+        raise ValueError(f"lr of shape {lr.shape} does not broadcast with the model shape {P}") from None
+    out, a = [], X
+    for layer in range(net.depth):
+        z = a @ params[f"W{layer}"]
+        gamma = params[f"gamma{layer}"]
+        var = z.var(axis=-2)
+        out.append(lr_b * gamma[..., 0, :] ** 2 / (var + net.var_offset))
+        y, _ = batchnorm_forward(z, gamma, params[f"beta{layer}"], net.var_offset, axis=z.ndim - 2)
+        a = np.maximum(y, 0.0)
+    return out
+
+
+def top_bn_hessian(net, params, X, y):
+    """Hessian of the training-mode loss in the output layer's BN parameters (γ, β).
+
+    The logits are z_i = γ ⊙ x̂_i + β, with x̂_i the normalised pre-activations of the last
+    layer (batch statistics of ``X``), which do not depend on γ and β. So the Hessian is
+    (1/B) Σ_i J_iᵀ A_i J_i with J_i = [diag(x̂_i), I] and A_i the Hessian of one example's
+    loss in its logits: A = diag(p) − p pᵀ for cross-entropy, and for the quadratic loss
+    (1/C) Σ_k (p_k − t_k)², with r = p − t, s = r ⊙ p and σ = Σ_k s_k,
+    A = (2/C) [J_p J_p + diag(s) − s pᵀ − p sᵀ + 2σ p pᵀ − σ diag(p)], J_p = diag(p) − p pᵀ.
+    For softmax regression (``net.depth == 1``) these are all of BN's parameters.
+
+    Parameters
+    ----------
+    net : bnlib.nn.MLP
+        A network with BN.
+    params : dict of numpy.ndarray
+        Model shape P.
+    X : array_like, shape (B, d_in)
+        The batch (e.g. the whole training set); B ≥ 2.
+    y : array_like of int, shape (B,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (P..., 2C, 2C)
+        Rows and columns ordered (γ_1, …, γ_C, β_1, …, β_C), C = ``net.n_classes``.
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an MLP.
+    ValueError
+        If ``net`` has no BN, or the parameters or data do not fit it.
+    """
+    xhat, p, t = _top_layer(net, params, X, y)
+    B, C = p.shape[-2], p.shape[-1]
+    if net.loss == "cross_entropy":
+        alpha, diag, u, c = 1.0, p, np.zeros_like(p), -np.ones(p.shape[:-1] + (1,))
+    else:  # A = alpha [diag(D) - u p^T - p u^T + c p p^T]
+        s = (p - t) * p
+        sigma = s.sum(axis=-1, keepdims=True)
+        q = (p * p).sum(axis=-1, keepdims=True)
+        alpha, diag, u, c = 2.0 / C, p * p + s - sigma * p, p * p + s, q + 2 * sigma
+    ones = np.ones_like(xhat)
+
+    def block(m1, m2):
+        """(1/B) Σ_i diag(m1_i) A_i diag(m2_i), summed with matrix products over i."""
+        def mm(a, b):
+            return np.swapaxes(a, -1, -2) @ b
+        out = -mm(m1 * u, m2 * p) - mm(m1 * p, m2 * u) + mm(m1 * p, c * m2 * p)
+        idx = np.arange(C)
+        out[..., idx, idx] += (m1 * m2 * diag).sum(axis=-2)
+        return alpha * out / B
+
+    gg, gb, bb = block(xhat, xhat), block(xhat, ones), block(ones, ones)
+    top = np.concatenate([gg, gb], axis=-1)
+    bottom = np.concatenate([np.swapaxes(gb, -1, -2), bb], axis=-1)
+    return np.concatenate([top, bottom], axis=-2)
+
+
+def top_bn_sharpness(net, params, X, y):
+    """Largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian`: GD on (γ, β) alone with step ε_a
+    is stable near a minimum when ε_a λ < 2.
+
+    Parameters, raises
+        As :func:`top_bn_hessian`.
+
+    Returns
+    -------
+    numpy.ndarray, shape P
+    """
+    return np.linalg.eigvalsh(top_bn_hessian(net, params, X, y))[..., -1]
+
+
+def _top_layer(net, params, X, y):
+    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
+    if not net.bn:
+        raise ValueError("top_bn_hessian needs a network with BN")
+    params, P = net._check_params(params)
+    X = v.finite_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (B, {net.sizes[0]}), got {X.shape}")
+    X, y = net._check_data(X, y, ())
+    a = X
+    for layer in range(net.depth):
+        z = a @ params[f"W{layer}"]
+        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                       net.var_offset, axis=z.ndim - 2)
+        a = np.maximum(out, 0.0)
+    e = np.exp(out - out.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    t = (y[:, None] == np.arange(net.n_classes)).astype(float)
+    return cache.xhat, p, t

@@ -11,42 +11,32 @@ normalization of the linear output xᵀw gives N(xᵀw) = xᵀw / ‖w‖_H and 
 
 whose gradients are ∂_a J = a − wᵀg/‖w‖_H and
 ∇_w J = −(a/‖w‖_H) (g − (wᵀg/‖w‖²_H) H w).
+
+The module also builds problems directly in H's eigenbasis (:func:`eigen_problem`: GD and
+BNGD commute with rotations, so a run on it has the losses of a run on any rotated copy at
+O(d) instead of O(d²) per step) and draws random rotations (:func:`random_rotation`).
+
+The gradient kernel shared by BN and weight normalization (:func:`normalized_grad`,
+:func:`normalized_excess`) reparameterises u = a w/‖w‖_M with M = H (BN) or M = I (WN). With
+t = wᵀg/‖w‖²_H, r = u* − t w and G = g − t H w = H r,
+
+    ∂_a J   = a ‖w‖²_H/‖w‖²_M − wᵀg/‖w‖_M,
+    ∇_w J   = −(a/‖w‖_M) D,   D = G − δ (H w − (‖w‖²_H/‖w‖²_M) w),   δ = a/‖w‖_M − t,
+    J − J*  = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ rᵀH r,   rᵀH r = u*ᵀG − t wᵀG.
+
+For BN the δ term vanishes identically, so D = G. Every term is formed from G, which
+vanishes at the minimum, so the excess keeps its relative accuracy far below the rounding
+error of the loss J* + (J − J*).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _validate as v
-from ._kernel import normalized_grad
+from . import PUBLIC
+from . import checks as v
 
-__all__ = ["OLS", "check_spd"]
-
-
-def check_spd(H, name: str = "H") -> np.ndarray:
-    """Validate a finite, square, symmetric, positive definite matrix.
-
-    Parameters
-    ----------
-    H : array_like, shape (d, d)
-        Candidate matrix.
-    name : str
-        Argument name used in error messages.
-
-    Returns
-    -------
-    numpy.ndarray, shape (d, d)
-        A float64 copy, symmetrised exactly as ``(H + Hᵀ)/2``.
-
-    Raises
-    ------
-    TypeError
-        If ``H`` does not hold real numbers.
-    ValueError
-        If ``H`` is not finite, not square, not symmetric (to relative 1e-10) or not
-        positive definite.
-    """
-    return v.spd(H, name)[0]
+__all__ = list(PUBLIC["ols"])
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -94,7 +84,7 @@ class OLS:
         have shape (d,) or is not finite, or if ``c`` is not a finite scalar ≥ gᵀH⁻¹g.
     """
 
-    __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals", "_frozen")
+    __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals")
 
     def __init__(self, H, g, c):
         H, eigvals = v.spd(H, "H")
@@ -136,7 +126,6 @@ class OLS:
             ("eigvals", _readonly(eigvals)),
         ):
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, name, value):
         raise AttributeError(f"OLS is immutable; cannot set {name!r}")
@@ -198,8 +187,6 @@ class OLS:
         noise = float(v.finite_array(noise, "noise"))
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
-        from .sweeps import random_rotation  # sweeps builds on OLS
-
         rng = np.random.default_rng(seed)
         Q = random_rotation(d, rng)
         lam = np.logspace(0.0, np.log10(kappa), d)
@@ -234,7 +221,7 @@ class OLS:
         n = X.shape[0]
         H = X.T @ X / n
         try:
-            H = check_spd(H, "X^T X / n")
+            H = v.spd(H, "X^T X / n")[0]
         except ValueError as exc:
             raise ValueError(f"X gives a singular second-moment matrix: {exc}") from None
         return cls(H, X.T @ y / n, float(y @ y) / n)
@@ -331,3 +318,147 @@ class OLS:
         """The OLS weight u = a w / ‖w‖_H that (a, w) represents: J(a, w) = J0(u)."""
         a, w, _, n2 = self._aw(a, w)
         return (a / np.sqrt(n2))[..., None] * w
+
+
+def check_problem(problem):
+    """The problem, after checking that it is a :class:`OLS` (a ``TypeError`` if not)."""
+    if not isinstance(problem, OLS):
+        raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
+    return problem
+
+
+def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
+    """An OLS problem with H = diag(eigvals) and a random solution u*.
+
+    ``u* = signal · z / sqrt(d)`` with ``z ~ N(0, I_d)`` from
+    ``numpy.random.default_rng(seed)``, so ``‖u*‖ ≈ signal``; ``g = H u*`` and
+    ``c = u*ᵀ H u* + noise`` (label-noise variance ``noise``, ``min_loss = noise / 2``).
+    With ``eigvals = np.logspace(0, log10(κ), d)`` and ``signal = 1`` this is the law of
+    :meth:`~bnlib.ols.OLS.random` written in H's eigenbasis (there u* is also isotropic).
+    ``signal = sqrt(d)`` gives every coordinate O(1) signal (‖u*‖² ≈ d).
+
+    Parameters
+    ----------
+    eigvals : array_like, shape (d,)
+        The spectrum of H, every entry > 0 (any order).
+    seed : int
+        Seed (≥ 0) of the draw of u*.
+    noise : float, optional
+        Label-noise variance σ² ≥ 0.
+    signal : float, optional
+        Scale of u*, > 0.
+
+    Returns
+    -------
+    bnlib.ols.OLS
+
+    Raises
+    ------
+    TypeError
+        If an argument is not numeric or ``seed`` is not an integer.
+    ValueError
+        If ``eigvals`` is not 1-D, empty, or has an entry ≤ 0 or not finite; if ``seed`` or
+        ``noise`` is negative; if ``signal`` is not > 0.
+    """
+    lam = v.positive_array(eigvals, "eigvals")
+    if lam.ndim != 1 or lam.size == 0:
+        raise ValueError(f"eigvals must be a non-empty 1-D array, got shape {lam.shape}")
+    seed = v.count(seed, "seed", minimum=0)
+    noise = float(v.finite_array(noise, "noise"))
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    signal = v.positive_scalar(signal, "signal")
+    d = lam.size
+    u = signal * np.random.default_rng(seed).standard_normal(d) / np.sqrt(d)
+    g = lam * u
+    return OLS._eigenbasis(lam, g, float(u @ g) + noise)
+
+
+def random_rotation(d, seed, *, batch=()):
+    """A uniformly random d×d rotation: Q of the QR factorisation of a Gaussian matrix with
+    the signs of its columns fixed (Q ← Q · sign(diag R)), so the draw is unique and
+    Haar-distributed on the orthogonal group.
+
+    Parameters
+    ----------
+    d : int
+        Dimension, ≥ 1.
+    seed : int or numpy.random.Generator
+        Seed (≥ 0) of ``numpy.random.default_rng``, or a generator to draw from (then its
+        state advances by ``prod(batch) · d²`` normals).
+    batch : tuple of int, optional
+        Leading shape: that many independent rotations.
+
+    Returns
+    -------
+    numpy.ndarray, shape batch + (d, d)
+        Orthogonal: ``Q @ Q.T = I`` to rounding.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``d`` is not an integer ≥ 1, ``seed`` is neither a generator nor an integer ≥ 0,
+        or ``batch`` is not a tuple of integers ≥ 0.
+
+    Examples
+    --------
+    >>> Q = random_rotation(3, seed=0)
+    >>> bool(np.allclose(Q @ Q.T, np.eye(3)))
+    True
+    """
+    d = v.count(d, "d", minimum=1)
+    rng = v.rng(seed, "seed")
+    if not isinstance(batch, tuple):
+        raise TypeError(f"batch must be a tuple of integers, got {batch!r}")
+    batch = tuple(v.count(n, "batch", minimum=0) for n in batch)
+    Q, R = np.linalg.qr(rng.standard_normal(batch + (d, d)))
+    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[..., None, :]
+
+
+def normalized_grad(A, W, HW, wg, w2, n2, g, *, euclidean=False, out=None, d_out=None):
+    """The gradient terms at a batch of states (a, w).
+
+    Parameters
+    ----------
+    A : numpy.ndarray, shape B
+    W, HW : numpy.ndarray, shape B + (d,)
+        The weights and H w.
+    wg, w2, n2 : numpy.ndarray, shape B
+        wᵀg, ‖w‖² and ‖w‖²_H.
+    g : numpy.ndarray, broadcastable to B + (d,)
+    euclidean : bool
+        False for BN (M = H), True for weight normalization (M = I).
+    out, d_out : numpy.ndarray, shape B + (d,), optional
+        Buffers for G and (WN only) D; ``out`` may be ``HW`` itself for BN.
+
+    Returns
+    -------
+    dA, rm, t : numpy.ndarray, shape B
+        ∂_a J, 1/‖w‖_M and t = wᵀg/‖w‖²_H.
+    G, D : numpy.ndarray, shape B + (d,)
+        G = g − t H w and D with ∇_w J = −(a rm) D (``D is G`` for BN).
+    """
+    t = wg / n2
+    G = np.multiply(HW, t[..., None], out=out)
+    if euclidean:
+        rm = 1.0 / np.sqrt(w2)
+        s = n2 / w2
+        dA = A * s - wg * rm
+        D = np.multiply(W, s[..., None], out=d_out)
+        np.subtract(HW, D, out=D)                  # H w − s w (before G overwrites nothing)
+        np.subtract(g, G, out=G)
+        np.multiply(D, (A * rm - t)[..., None], out=D)
+        np.subtract(G, D, out=D)
+    else:
+        rm = 1.0 / np.sqrt(n2)
+        dA = A - wg * rm
+        np.subtract(g, G, out=G)
+        D = G
+    return dA, rm, t, G, D
+
+
+def normalized_excess(dA, t, uG, wG, w2=None, n2=None):
+    """J − J* = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ (u*ᵀG − t wᵀG); give ``w2`` and ``n2`` for
+    weight normalization (for BN the ratio is 1)."""
+    first = dA * dA if w2 is None else dA * dA * (w2 / n2)
+    return 0.5 * (first + (uG - t * wG))

@@ -29,7 +29,9 @@ import numbers
 
 import numpy as np
 
-__all__ = ["sig", "fixed", "fmt", "bound", "glue"]
+from . import PUBLIC
+
+__all__ = list(PUBLIC["report"])
 
 
 def _scalar(x, name: str) -> float | int:

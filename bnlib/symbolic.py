@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from . import _validate as v
+from . import PUBLIC
+from . import checks as v
 
-__all__ = ["symmetric_matrix", "vector", "moment_symbols", "expect_quadratic", "BNOLSCalculus",
-           "bn_ols_calculus", "book_latex"]
+__all__ = list(PUBLIC["symbolic"])
 
 
 def symmetric_matrix(name: str, d: int) -> sp.Matrix:

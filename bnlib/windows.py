@@ -1,16 +1,15 @@
-"""Learning-rate windows: how many decades of step sizes reach a tolerance within a budget.
+"""Windows of step sizes: how many decades of ε a method tolerates, every measure in one place.
 
-One measurement, shared by the chapters on the learning rate, the dimension and the summary,
-so that a number the book states lives in one place:
-
-- :func:`~bnlib.windows.crossing_width` measures the set {ε : y(ε) ≤ level} of a quantity y
-  sampled on an increasing grid of step sizes, in decades, with the crossings of the level
-  interpolated linearly in log10 ε (not counted in grid points), so the width does not move
-  in steps of the grid spacing.
-- :func:`~bnlib.windows.lr_windows` runs GD and BNGD on a stack of problems over a grid of
-  step sizes (one :func:`~bnlib.descent.gd_stack` and one :func:`~bnlib.descent.bngd_stack`
-  call) and returns, per problem, the width of the window of step sizes whose relative excess
-  (J − J*)/(J0(0) − J*) after ``steps`` steps is at most ``tol``.
+- :func:`log_width` — the one width: decades of a set of grid points on a logarithmic grid,
+  each point standing for its cell in log10 ε; every other measure is built on it or on
+  :func:`crossing_width` (crossings of a level interpolated in log10 ε).
+- :func:`lr_windows` — GD and BNGD on a stack of problems over a grid of ε: per problem, the
+  window whose relative excess after ``steps`` steps is at most ``tol``.
+- :func:`gd_window`, :func:`bngd_window` — GD's exact window from its closed form, BNGD's
+  by runs, for one problem.
+- :func:`good_window`, :func:`level_window` — windows of noisy (mini-batch) runs, relative to
+  the method's own best level or at a shared level.
+- :func:`window_decades`, :func:`window_margin` — windows of networks by test accuracy.
 """
 
 from __future__ import annotations
@@ -19,12 +18,67 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as v
-from .descent import bngd_stack, gd_stack
-from .sweeps import eigen_problem
-from .theory import gd_lr_max
+from . import PUBLIC, theory
+from . import checks as v
+from .descent import bngd, bngd_stack, gd_stack
+from .ols import check_problem
 
-__all__ = ["crossing_width", "Windows", "lr_windows", "lr_study", "standard_windows", "STANDARD"]
+__all__ = list(PUBLIC["windows"])
+
+
+def log_width(ok, lr, axis=-1):
+    """Width in decades of the step sizes on a logarithmic grid where ``ok`` holds.
+
+    Each grid point stands for its cell in log10(lr): from the midpoint with its left
+    neighbour to the midpoint with its right one, the end cells reaching half a spacing
+    beyond the ends. The width is the total length of the cells of the points in the set, so
+    on a grid equally spaced in log10 it is (number of points in the set) × (spacing): for an
+    interval of the grid that is log10(max/min) plus one spacing, and it stays meaningful if
+    the set has holes.
+
+    Parameters
+    ----------
+    ok : array_like of bool
+        Membership of each grid point, the grid running along ``axis``. For a score, pass
+        ``score >= threshold`` (a nan score then counts as outside).
+    lr : array_like, shape (n,)
+        The grid: n ≥ 2 increasing step sizes > 0, usually ``np.logspace``.
+    axis : int
+        Axis of ``ok`` along the grid; ``ok.shape[axis]`` must be n.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Widths in decades, shape ``ok.shape`` without ``axis``.
+
+    Raises
+    ------
+    TypeError
+        If ``ok`` is not boolean.
+    ValueError
+        If ``lr`` is not an increasing grid of ≥ 2 points > 0, or its length does not match
+        ``ok`` along ``axis``.
+
+    Examples
+    --------
+    >>> lr = np.logspace(0, 4, 9)          # 2 points per decade: each counts 1/2 decade
+    >>> log_width(lr <= 100.0, lr)         # 1 ... 100: 2 decades plus one spacing
+    2.5
+    """
+    ok = np.asarray(ok)
+    if ok.dtype != bool:
+        raise TypeError(f"ok must be a boolean array, got dtype {ok.dtype}")
+    lr = v.positive_array(lr, "lr")
+    if lr.ndim != 1 or lr.size < 2:
+        raise ValueError(f"lr must be a 1-D grid of at least 2 step sizes, got shape {lr.shape}")
+    log_lr = np.log10(lr)
+    if not np.all(np.diff(log_lr) > 0):
+        raise ValueError(f"lr must be increasing, got {v.short(lr)}")
+    if ok.ndim == 0 or ok.shape[axis] != lr.size:
+        raise ValueError(f"ok must have {lr.size} entries along axis {axis}, got shape {ok.shape}")
+    mid = (log_lr[1:] + log_lr[:-1]) / 2
+    edges = np.concatenate([[2 * log_lr[0] - mid[0]], mid, [2 * log_lr[-1] - mid[-1]]])
+    return v.scalar_or_array(np.moveaxis(ok, axis, -1) @ np.diff(edges))
 
 
 def crossing_width(y, lr, level, axis=-1):
@@ -46,7 +100,7 @@ def crossing_width(y, lr, level, axis=-1):
     level : float or array_like
         The threshold; an array broadcasts against ``y`` without ``axis``.
     axis : int
-        The grid's axis of ``y`` (of length n), as in :func:`~bnlib.sweeps.log_width`.
+        The grid's axis of ``y`` (of length n), as in :func:`~bnlib.windows.log_width`.
 
     Returns
     -------
@@ -202,7 +256,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     if gd:
         # one extra run per problem just below GD's edge 2/λ_max, where it neither converges
         # nor diverges: the crossing next to divergence is then interpolated, not cut at the grid
-        edge = np.array([gd_lr_max(p.H) for p in problems]) * (1 - 1e-9)
+        edge = np.array([theory.gd_lr_max(p.H) for p in problems]) * (1 - 1e-9)
         lr_gd = np.concatenate([np.broadcast_to(lr, (S, lr.size)), edge[:, None]], axis=1)
         run = gd_stack(problems, lr_gd, K, record="loss")
         rel_all = _relative(run.excess, budgets, ref[:, None])           # (S, n + 1, m)
@@ -227,86 +281,287 @@ def _relative(excess, budgets, ref):
     return np.moveaxis(rows, 0, -1) / ref[..., None]
 
 
-def lr_study(kappa, d=100, n_seeds=5, seed=2024):
-    """The problems and starts of the book's learning-rate study (chapter 6).
-
-    Problem ``s`` (s = 0, …, n_seeds − 1) is :func:`bnlib.sweeps.eigen_problem` with
-    H = diag(logspace(0, log10 κ, d)) and seed ``s``; BNGD's starts are unit vectors, row ``s``
-    of ``default_rng(seed).standard_normal((n_seeds, d))`` normalised.
-
-    Parameters
-    ----------
-    kappa : float
-        Condition number ≥ 1.
-    d, n_seeds, seed : int
-        Dimension ≥ 1, number of problems ≥ 1, seed ≥ 0 of the starts.
-
-    Returns
-    -------
-    problems : list of bnlib.ols.OLS
-    w0 : numpy.ndarray, shape (n_seeds, d)
-
-    Raises
-    ------
-    TypeError
-        If an argument is not numeric or a count is not an integer.
-    ValueError
-        If ``kappa`` < 1 or a count is out of range.
-    """
-    kappa = v.positive_scalar(kappa, "kappa")
-    if kappa < 1:
-        raise ValueError(f"kappa must be >= 1, got {kappa}")
-    d = v.count(d, "d", minimum=1)
-    n_seeds = v.count(n_seeds, "n_seeds", minimum=1)
-    seed = v.count(seed, "seed", minimum=0)
-    lam = np.logspace(0, np.log10(kappa), d)
-    problems = [eigen_problem(lam, seed=s) for s in range(n_seeds)]
-    w0 = np.random.default_rng(seed).standard_normal((n_seeds, d))
-    return problems, w0 / np.linalg.norm(w0, axis=1, keepdims=True)
-
-
-#: The book's standard window measurement (the budget K and the relative tolerance).
-STANDARD = {"steps": 10_000, "tol": 1e-6}
-
-
-def standard_windows(kappa=100.0, *, d=100, n_seeds=5, per_decade=4) -> Windows:
-    """GD's and BNGD's windows in the book's standard setting, per seed.
-
-    :func:`lr_windows` on :func:`lr_study` ``(kappa, d, n_seeds)`` with a budget of 10⁴
-    steps, relative tolerance 10⁻⁶, BNGD from a0 = 1 with ε_a = 1, and the grid
-    10^-4.5 … 10^3.5 with ``per_decade`` points per decade (every window of the study lies
-    inside it for κ = 10 … 1000, d = 100). Chapter 6 states these numbers and the summary
-    chapter reuses this call; about 1 s of computation per κ at the defaults.
-
-    Parameters
-    ----------
-    kappa : float
-    d, n_seeds, per_decade : int
-        ``per_decade`` ≥ 1.
-
-    Returns
-    -------
-    bnlib.windows.Windows
-        ``gd`` and ``bngd`` of shape (n_seeds,).
-
-    Raises
-    ------
-    TypeError
-        As :func:`lr_study`.
-    ValueError
-        As :func:`lr_study`, or if ``per_decade`` < 1.
-    RuntimeError
-        If a window reaches an end of the grid (its width would be cut off).
-    """
-    per_decade = v.count(per_decade, "per_decade", minimum=1)
-    problems, w0 = lr_study(kappa, d, n_seeds)
-    lr = np.logspace(-4.5, 3.5, 8 * per_decade + 1)
-    out = lr_windows(problems, lr, STANDARD["steps"], STANDARD["tol"], w0)
-    edges = np.concatenate([out.rel_bngd[:, [0, -1]], out.rel_gd[:, [0, -1]]])
-    if np.any(edges <= out.tol):
-        raise RuntimeError("a window reaches the end of the grid: widen the grid")
-    return out
 def _log10(x):
     """log10 of a non-negative array; 0 gives -inf (inside any level), inf stays inf."""
     with np.errstate(divide="ignore"):
         return np.log10(np.maximum(x, 0.0))
+
+
+def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
+    """The interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
+
+    Found from the closed form :func:`gd_excess`: a log grid over (0, 2/λ_max] locates the
+    interval, bisection in log ε sharpens both ends to about 2^-iters of a grid cell.
+
+    Parameters
+    ----------
+    problem : OLS
+    w0 : array_like, shape (d,)
+    steps : int, >= 1
+    tol : float, > 0
+    n_grid : int, >= 3
+    iters : int, >= 1
+
+    Returns
+    -------
+    lo, hi : float
+        The ends of the window.
+
+    Raises
+    ------
+    ValueError
+        If no step of the grid reaches ``tol``, or the set of such steps on the grid is not
+        one interval.
+    """
+    p = check_problem(problem)
+    steps = v.count(steps, "steps", minimum=1)
+    tol = v.positive_scalar(tol, "tol")
+    edge = theory.gd_lr_max(p.H)
+    log_grid = np.linspace(np.log(edge) - 12 * np.log(10), np.log(edge), n_grid)
+    good = theory.gd_excess(p, np.exp(log_grid), steps, w0) <= tol
+    if not np.any(good):
+        raise ValueError("no GD step reaches tol within steps")
+    idx = np.flatnonzero(good)
+    if np.any(np.diff(idx) != 1):
+        raise ValueError("the steps that reach tol do not form one interval on the grid")
+    if idx[0] == 0 or idx[-1] == n_grid - 1:
+        raise ValueError("the window reaches the end of the search grid")
+    ends = []
+    for inside, outside in ((idx[0], idx[0] - 1), (idx[-1], idx[-1] + 1)):
+        x_in, x_out = log_grid[inside], log_grid[outside]
+        for _ in range(iters):
+            mid = 0.5 * (x_in + x_out)
+            if theory.gd_excess(p, np.exp(mid), steps, w0) <= tol:
+                x_in = mid
+            else:
+                x_out = mid
+        ends.append(float(np.exp(x_in)))
+    return ends[0], ends[1]
+
+
+def bngd_window(problem, a0, w0, steps, tol, lr_a=1.0, *, inside, below, above,
+                rel_tol=1e-3, points=7):
+    """The ends of the interval of BNGD steps ε with J − J* <= tol after ``steps`` steps.
+
+    Multi-section in log ε with real BNGD runs: each round runs ``points`` step sizes inside
+    each of the two brackets [below, inside] and [inside, above] in one vectorised call and
+    keeps the sub-bracket where the outcome changes, until both brackets are narrower than
+    ``rel_tol`` (relative). It assumes the set is one interval containing ``inside``; the
+    outcome at the three given points is checked.
+
+    Parameters
+    ----------
+    problem : OLS
+    a0 : float
+    w0 : array_like, shape (d,)
+    steps : int, >= 1
+    tol : float, > 0
+    lr_a : float, > 0
+    inside : float
+        A step size that reaches ``tol``.
+    below, above : float
+        Step sizes below and above ``inside`` that do not.
+    rel_tol : float, > 0
+    points : int, >= 1
+
+    Returns
+    -------
+    lo, hi : float
+        The smallest and largest step sizes found that reach ``tol`` (within ``rel_tol``
+        of the true ends, if the set is an interval).
+
+    Raises
+    ------
+    ValueError
+        If the outcomes at ``below``, ``inside``, ``above`` are not (no, yes, no).
+    """
+    p = check_problem(problem)
+    steps = v.count(steps, "steps", minimum=1)
+    tol = v.positive_scalar(tol, "tol")
+    rel_tol = v.positive_scalar(rel_tol, "rel_tol")
+    points = v.count(points, "points", minimum=1)
+    inside, below, above = (v.positive_scalar(x, n) for x, n in
+                            ((inside, "inside"), (below, "below"), (above, "above")))
+    if not below < inside < above:
+        raise ValueError("need below < inside < above")
+
+    def reached(lrs):
+        run = bngd(p, lrs, steps, a0, w0, lr_a=lr_a, record="loss")
+        return (run.excess[-1] <= tol) & ~run.diverged
+
+    check = reached(np.array([below, inside, above]))
+    if not (not check[0] and check[1] and not check[2]):
+        raise ValueError(f"outcomes at (below, inside, above) must be (no, yes, no), got {check}")
+    # brackets as (log of the reaching end, log of the failing end)
+    br = np.log(np.array([[inside, below], [inside, above]]))
+    while np.max(np.abs(br[:, 0] - br[:, 1])) > np.log1p(rel_tol):
+        t = np.arange(1, points + 1) / (points + 1)
+        x = br[:, :1] + t * (br[:, 1:] - br[:, :1])              # (2, points)
+        ok = reached(np.exp(x.ravel())).reshape(x.shape)
+        for j in range(2):
+            n_in = int(np.argmin(ok[j])) if not np.all(ok[j]) else points
+            new_in = x[j, n_in - 1] if n_in > 0 else br[j, 0]
+            new_out = x[j, n_in] if n_in < points else br[j, 1]
+            br[j] = new_in, new_out
+    return float(np.exp(br[0, 0])), float(np.exp(br[1, 0]))
+
+
+def good_window(final, lr, *, below=0.5, factor=2.0):
+    """Decades of step sizes that end near the method's own best level (the mini-batch window).
+
+    A noisy run has no convergence to a tolerance, only a floor; a step size counts as good
+    when its final relative excess is at most ``below`` (it learned) and at most ``factor``
+    times the best over the grid (it is near the method's own best level). The width is
+    :func:`~bnlib.windows.log_width` of that set.
+
+    Parameters
+    ----------
+    final : array_like, shape (..., M)
+        Final relative excesses over M step sizes (``inf``/``nan`` for diverged runs).
+    lr : array_like, shape (M,)
+        The step sizes, increasing on a logarithmic grid.
+    below, factor : float, > 0 and >= 1
+        The level a good run must reach, and how far above the best it may end.
+
+    Returns
+    -------
+    float or numpy.ndarray, shape ``final.shape[:-1]``
+
+    Raises
+    ------
+    ValueError
+        If ``below`` is not positive, ``factor < 1`` or the shapes do not match.
+    """
+    f = v.as_real_array(final, "final")
+    below = v.positive_scalar(below, "below")
+    factor = v.positive_scalar(factor, "factor")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if f.ndim == 0:
+        raise ValueError("final must have a last axis over the step sizes")
+    f = np.where(np.isnan(f), np.inf, f)
+    best = np.min(f, axis=-1, keepdims=True)
+    return log_width((f <= below) & (f <= factor * best), lr)
+
+
+def level_window(final, lr, level, *, z=2.0):
+    """Decades of step sizes whose mean final excess is at most a shared absolute ``level``.
+
+    Unlike :func:`~bnlib.windows.good_window`, the level is the same for every method, so
+    windows of different methods compare directly. The mean is over R repeats, and its
+    Monte Carlo standard error ``se`` (sample standard deviation over the repeats / √R)
+    brackets the width: a step size is *surely* in the window when ``mean + z·se <= level``
+    and *possibly* in it when ``mean − z·se <= level``. Widths are
+    :func:`~bnlib.windows.log_width` of each set.
+
+    Parameters
+    ----------
+    final : array_like, shape (R, ..., M)
+        Final relative excesses of R repeats over M step sizes (``inf``/``nan`` for
+        diverged runs, which count as outside).
+    lr : array_like, shape (M,)
+        The step sizes, increasing on a logarithmic grid.
+    level : float or array_like, > 0
+        The shared level(s); an array broadcasts against ``final.shape[1:-1]``.
+    z : float, > 0
+        Standard errors on either side.
+
+    Returns
+    -------
+    (low, width, high) : tuple of float or numpy.ndarray
+        Widths in decades of the sure set, of the set ``mean <= level`` and of the possible
+        set; shape ``final.shape[1:-1]`` broadcast with ``level``.
+
+    Raises
+    ------
+    ValueError
+        If ``final`` has fewer than two repeats or no step-size axis, ``level`` or ``z``
+        is not positive, or the shapes do not match.
+    """
+    f = v.as_real_array(final, "final")
+    z = v.positive_scalar(z, "z")
+    level = v.positive_array(level, "level")
+    if f.ndim < 2 or f.shape[0] < 2:
+        raise ValueError(f"final must have shape (R >= 2, ..., M), got {f.shape}")
+    f = np.where(np.isnan(f), np.inf, f)
+    with np.errstate(invalid="ignore"):
+        mean = f.mean(axis=0)
+        se = f.std(axis=0, ddof=1) / np.sqrt(f.shape[0])
+    se = np.where(np.isfinite(mean), se, np.inf)
+    lev = level[..., None]
+    with np.errstate(invalid="ignore"):
+        sets = (mean + z * se <= lev, mean <= lev, mean - z * se <= lev)
+    return tuple(log_width(s, lr) for s in sets)
+
+
+def window_decades(runs, threshold):
+    """Decades of ε whose mean test accuracy over the seeds reaches ``threshold``.
+
+    A diverged model counts as not reaching it (its accuracy is ``nan``).
+
+    Parameters
+    ----------
+    runs : dict of bnlib.nn.SGDRun
+        As from :func:`softmax_quadratic` or :func:`bnlib.nn.train_variants`: ``test_acc`` of shape
+        (S, n) or (S, A, n) along the grid ``lr``.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n)).
+
+    Raises
+    ------
+    TypeError
+        If ``runs`` is not a dict of runs.
+    ValueError
+        As :func:`bnlib.windows.log_width` of ``accuracy >= threshold``.
+    """
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    out = {}
+    for name, run in runs.items():
+        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+        grid = run.lr.reshape(-1, acc.shape[-1])[0]
+        out[name] = log_width(acc >= threshold, grid)  # nan (all seeds diverged): outside
+    return out
+
+
+def window_margin(runs, threshold):
+    """Distance of the seed-mean test accuracy from ``threshold``, minimised over the grid.
+
+    The width of :func:`window_decades` counts grid points at or above ``threshold``; it is
+    robust (the same on another CPU or BLAS) when no point sits near the threshold. This
+    is the smallest ``|mean accuracy - threshold|`` over the grid points of each variant;
+    diverged points (which count as not reaching the threshold) are left out.
+
+    Parameters
+    ----------
+    runs : dict of bnlib.nn.SGDRun
+        As for :func:`window_decades`.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n));
+        ``inf`` if every point diverged.
+
+    Raises
+    ------
+    TypeError
+        If ``runs`` is not a dict of runs.
+    ValueError
+        If ``threshold`` is not finite.
+    """
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    threshold = float(v.finite_array(threshold, "threshold"))
+    out = {}
+    for name, run in runs.items():
+        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+        gap = np.where(np.isnan(acc), np.inf, np.abs(acc - threshold))
+        margin = gap.min(axis=-1)
+        out[name] = float(margin) if margin.ndim == 0 else margin
+    return out

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import decay, theory
-from bnlib.sweeps import eigen_problem
+from bnlib import decay, eigen_problem, theory
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def test_floor_leading_matches_long_runs(small):
     assert np.all(np.abs(sw.ratio - 1) < 10 * prods)
     assert np.allclose(sw.edge, 2.0, atol=0.01)
     lam = theory.effective_eigvals(p.H, p.u_star).max()
-    assert np.isclose(decay.floor_leading(p, 0.02), 0.02 * lam * (p.u_star @ p.u_star) / 4)
+    assert np.isclose(theory.floor_leading(p, 0.02), 0.02 * lam * (p.u_star @ p.u_star) / 4)
     # the same ευ at another ε: the same equilibrium (only ευ matters there)
     assert np.allclose(sw.floor[0], sw.floor[1], rtol=1e-4)
 
@@ -47,12 +46,12 @@ def test_angular_equilibrium_against_the_exact_norm_balance():
     lr, wd = 0.5, np.array([1e-6, 1e-4, 1e-2])
     x = lr * wd
     exact = np.arctan(np.sqrt(x * (2 - x)) / (1 - x))
-    assert np.allclose(decay.angular_equilibrium(lr, wd), exact, rtol=2 * x.max())
-    assert np.isclose(decay.angular_equilibrium(1.0, 0.01, 0.9), np.sqrt(0.02 / 1.9))
+    assert np.allclose(theory.angular_equilibrium(lr, wd), exact, rtol=2 * x.max())
+    assert np.isclose(theory.angular_equilibrium(1.0, 0.01, 0.9), np.sqrt(0.02 / 1.9))
     with pytest.raises(ValueError, match="momentum"):
-        decay.angular_equilibrium(1.0, 0.01, 1.0)
+        theory.angular_equilibrium(1.0, 0.01, 1.0)
     with pytest.raises(ValueError, match="weight_decay"):
-        decay.angular_equilibrium(1.0, -0.01)
+        theory.angular_equilibrium(1.0, -0.01)
 
 
 def test_decay_windows_gd_against_closed_form(small):
@@ -71,15 +70,15 @@ def test_decay_windows_gd_against_closed_form(small):
         assert np.allclose(win.gd[i][ok], exc[ok], rtol=1e-8)
     assert win.top_predicted[0] == np.inf
     assert np.isclose(win.top_predicted[1],
-                      win.tol / (0.05 * decay.floor_leading(p, 1.0)))
+                      win.tol / (0.05 * theory.floor_leading(p, 1.0)))
 
 
 def test_bad_input(small):
     p, w0 = small
     with pytest.raises(ValueError, match="lr_decay"):
-        decay.floor_leading(p, -1.0)
+        theory.floor_leading(p, -1.0)
     with pytest.raises(TypeError):
-        decay.floor_leading("p", 1.0)
+        theory.floor_leading("p", 1.0)
     with pytest.raises(ValueError, match="steps"):
         decay.floor_sweep(p, np.ones(2), np.ones(2) * 1e-3, 10, 1.0, w0, tail=20)
     with pytest.raises(ValueError, match="one-dimensional"):
@@ -87,4 +86,4 @@ def test_bad_input(small):
 
 
 def test_module_is_public():
-    assert bnlib.decay.floor_leading is decay.floor_leading
+    assert bnlib.theory.floor_leading is theory.floor_leading

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from bnlib import OLS, bngd
-from bnlib.flow import bn_flow
+from bnlib import OLS, bn_flow, bngd
 
 
 @pytest.fixture
@@ -22,17 +21,17 @@ def test_one_dimensional_closed_form():
     p = OLS([[2.0]], [3.0], 10.0)
     a0 = np.array([0.0, -4.0, 5.0])
     w0 = np.array([[0.7], [-1.3], [2.0]])
-    rate_a = np.array([1.0, 0.5, 3.0])
-    run = bn_flow(p, 2.0, 400, a0, w0, rate_a=rate_a)
+    lr_a = np.array([1.0, 0.5, 3.0])
+    run = bn_flow(p, 2.0, 400, a0, w0, lr_a=lr_a)
     a_star = np.sign(w0[:, 0]) * 3.0 / np.sqrt(2.0)
-    expect = a_star + (a0 - a_star) * np.exp(-rate_a * run.t[:, None])
+    expect = a_star + (a0 - a_star) * np.exp(-lr_a * run.t[:, None])
     assert np.allclose(run.a, expect, rtol=0, atol=1e-9)
     assert np.all(run.w == w0)
 
 
 def test_against_scipy(problem, starts):
     a0, w0 = starts
-    run = bn_flow(problem, 3.0, 300, a0, w0, rate_a=0.7)
+    run = bn_flow(problem, 3.0, 300, a0, w0, lr_a=0.7)
     H, g = problem.H, problem.g
 
     def rhs(_, z):
@@ -59,7 +58,7 @@ def test_norm_of_w_is_conserved(problem, starts):
 def test_energy_identity(problem, starts):
     """dJ/dt = −(ρ_a (∂_a J)² + ‖∇_w J‖²) along the flow (central differences in t)."""
     a0, w0 = starts
-    run = bn_flow(problem, 2.0, 2000, a0, w0, rate_a=2.0)
+    run = bn_flow(problem, 2.0, 2000, a0, w0, lr_a=2.0)
     dJ_da, dJ_dw = problem.bn_grad(run.a, run.w)
     dissipation = 2.0 * dJ_da**2 + np.sum(dJ_dw**2, axis=-1)
     h = run.t[1] - run.t[0]
@@ -85,11 +84,11 @@ def test_fourth_order(problem, starts):
 def test_bngd_is_the_euler_discretisation(problem, starts):
     """BNGD with steps ε and ε_a = ρ_a ε follows the flow to first order in ε."""
     a0, w0 = starts
-    T, rate_a = 2.0, 0.5
-    ref = bn_flow(problem, T, 400, a0, w0, rate_a=rate_a)
+    T, lr_a = 2.0, 0.5
+    ref = bn_flow(problem, T, 400, a0, w0, lr_a=lr_a)
     errs = []
     for eps in (0.01, 0.005):
-        run = bngd(problem, eps, round(T / eps), a0, w0, lr_a=rate_a * eps)
+        run = bngd(problem, eps, round(T / eps), a0, w0, lr_a=lr_a * eps)
         errs.append(np.max(np.abs(run.w[-1] - ref.w[-1])))
     assert 1.8 < errs[0] / errs[1] < 2.2
 
@@ -98,7 +97,7 @@ def test_divergence_is_flagged_without_warnings(problem):
     w0 = np.stack([np.ones(problem.d), np.ones(problem.d)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run = bn_flow(problem, 3e5, 3, np.array([1.0, 1.0]), w0, rate_a=np.array([1.0, 1e-6]))
+        run = bn_flow(problem, 3e5, 3, np.array([1.0, 1.0]), w0, lr_a=np.array([1.0, 1e-6]))
     assert run.diverged[0] and not run.diverged[1]
     assert np.isnan(run.a[-1, 0]) and np.isinf(run.loss[-1, 0])
     assert np.all(np.isfinite(run.a[:, 1]))
@@ -116,7 +115,7 @@ def test_divergence_is_flagged_without_warnings(problem):
         ({"t_end": 0.0}, ValueError, "t_end"),
         ({"steps": 0}, ValueError, "steps"),
         ({"steps": 2.5}, TypeError, "steps"),
-        ({"rate_a": -1.0}, ValueError, "rate_a"),
+        ({"lr_a": -1.0}, ValueError, "lr_a"),
     ],
 )
 def test_bad_input(problem, kwargs, exc, match):
@@ -124,18 +123,6 @@ def test_bad_input(problem, kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         bn_flow(**args)
-
-
-def test_lr_a_is_the_new_name_of_rate_a(problem):
-    w0 = np.random.default_rng(2).standard_normal(problem.d)
-    old = bn_flow(problem, 1.0, 50, 0.5, w0, rate_a=0.3)
-    new = bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.3)
-    assert np.array_equal(old.a, new.a) and np.array_equal(old.w, new.w)
-    assert not np.array_equal(bn_flow(problem, 1.0, 50, 0.5, w0).a, new.a)
-    with pytest.raises(TypeError, match="not both"):
-        bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.3, rate_a=0.3)
-    with pytest.raises(ValueError, match="lr_a"):
-        bn_flow(problem, 1.0, 50, 0.5, w0, lr_a=0.0)
 
 
 def test_old_argument_order_fails_loudly(problem, rng):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import OLS, bngd, gd, linearize, theory
+from bnlib import OLS, bngd, gd, linearize, theory, windows
 from tools.probe import unit_roundoff
 
 # the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):
@@ -79,28 +79,28 @@ def test_gd_excess_and_steps_match_real_runs(problem, rng):
     lrs = np.array([0.005, 0.02, 0.9 * theory.gd_lr_max(problem.H)])
     run = gd(problem, lrs, 300, w0)
     ks = np.array([0, 1, 7, 300])
-    closed = linearize.gd_excess(problem, lrs[:, None], ks[None, :], w0)
+    closed = theory.gd_excess(problem, lrs[:, None], ks[None, :], w0)
     assert np.allclose(closed, run.excess[ks].T, rtol=1e7 * U, atol=1e-25)
     tol = 1e-3 * float(run.excess[0, 0])
-    assert np.array_equal(linearize.gd_steps_to(problem, lrs, w0, tol, 300), run.steps_to(tol))
-    assert linearize.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, tol, 300) == np.inf
+    assert np.array_equal(theory.gd_steps_to(problem, lrs, w0, tol, 300), run.steps_to(tol))
+    assert theory.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, tol, 300) == np.inf
 
 
 def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
     w0 = rng.standard_normal(problem.d)
     tol = 1e-6
-    lr_best, n_best = linearize.gd_best_step(problem, w0, tol, 2000)
+    lr_best, n_best = theory.gd_best_step(problem, w0, tol, 2000)
     grid = np.linspace(1e-3, 1, 1000) * theory.gd_lr_max(problem.H)
     brute = gd(problem, grid, 2000, w0, tol=tol, record="loss").steps_to(tol)
     assert n_best <= brute.min()
     assert gd(problem, lr_best, 2000, w0, tol=tol, record="loss").steps_to(tol) == n_best
     # not on the boundary of the count: the excess at the last step keeps a margin
-    assert linearize.gd_excess(problem, lr_best, int(n_best), w0) < (1 - 1e-6) * tol
+    assert theory.gd_excess(problem, lr_best, int(n_best), w0) < (1 - 1e-6) * tol
 
 
 def test_gd_window_ends_by_brute_force(problem, rng):
     w0 = rng.standard_normal(problem.d)
-    lo, hi = linearize.gd_window(problem, w0, 200, 1e-6)
+    lo, hi = windows.gd_window(problem, w0, 200, 1e-6)
     run = gd(problem, np.array([lo * 0.999, lo * 1.001, hi * 0.999, hi * 1.001]), 200, w0,
              record="loss")
     assert np.array_equal(run.excess[-1] <= 1e-6, [False, True, True, False])
@@ -109,21 +109,21 @@ def test_gd_window_ends_by_brute_force(problem, rng):
 def test_bngd_window_ends_by_brute_force(problem, rng):
     w0 = rng.standard_normal(problem.d)
     a0 = 0.5 * np.sign(w0 @ problem.g)
-    lo, hi = linearize.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=1e-4,
+    lo, hi = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=1e-4,
                                    above=1e6, rel_tol=1e-3)
     run = bngd(problem, np.array([lo / 1.002, lo, hi, hi * 1.002]), 1000, a0, w0, record="loss")
     assert np.array_equal(run.excess[-1] <= 1e-12, [False, True, True, False])
     with pytest.raises(ValueError, match="outcomes"):
-        linearize.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
+        windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
 
 
 def test_asymptotic_speedup_is_the_ratio_of_log_rates():
     H = np.diag([1.0, 2.0, 100.0])
     p = OLS(H, H @ np.array([0.0, 0.0, 1.0]), 2e2)              # u* on the top eigenvector
     rho_gd, rho_bn = 99 / 101, 1 / 3                            # κ = 100, κ* = 2
-    assert np.isclose(linearize.asymptotic_speedup(p), np.log(rho_bn) / np.log(rho_gd))
+    assert np.isclose(theory.asymptotic_speedup(p), np.log(rho_bn) / np.log(rho_gd))
     p1 = OLS(np.eye(2), np.ones(2), 3.0)
-    assert linearize.asymptotic_speedup(p1) == 1.0
+    assert theory.asymptotic_speedup(p1) == 1.0
 
 
 def test_compare_acceleration_counts_steps_of_real_runs(problem, rng):

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import _minibatch_runs
+from bnlib import batch_std_mean, batchnorm_backward, batchnorm_forward, theory, windows
 from bnlib import minibatch as mb
-from bnlib.bn import batch_std_mean, batchnorm_backward, batchnorm_forward
 from tools.probe import unit_roundoff
 
 # the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):
@@ -23,7 +22,7 @@ def _naive_bn_step(X, y, a, w, idx):
     """One BN-SGD gradient through the BN layer: forward, backward, chain rule."""
     Xb, yb = X[idx], y[idx]
     xi = (Xb @ w)[:, None]
-    z, cache = batchnorm_forward(xi, a, 0.0, eps=0.0)
+    z, cache = batchnorm_forward(xi, a, 0.0, var_offset=0.0)
     r = yb[:, None] - z
     loss = 0.5 * np.mean(r**2)
     dxi, da, _ = batchnorm_backward(-r / len(idx), cache)
@@ -153,9 +152,9 @@ def test_grad_noise_monte_carlo(problem):
     _, _, dw = mb.bn_batch_grad(X.reshape(R, B, -1), y.reshape(R, B), np.full(R, a), w)
     g2 = np.sum(dw**2, axis=1) * problem.h_norm(w[0]) ** 2 / a**2
     se = g2.std() / np.sqrt(R)
-    assert abs(g2.mean() - mb.grad_noise(problem, B)) < 4 * se
-    assert mb.grad_noise(problem, 2) == 0 and np.isinf(mb.grad_noise(problem, 3))
-    assert mb.grad_noise(problem, [4, 8]).shape == (2,)
+    assert abs(g2.mean() - theory.grad_noise(problem, B)) < 4 * se
+    assert theory.grad_noise(problem, 2) == 0 and np.isinf(theory.grad_noise(problem, 3))
+    assert theory.grad_noise(problem, [4, 8]).shape == (2,)
 
 
 def test_scale_floor_against_simulation(problem):
@@ -172,9 +171,9 @@ def test_scale_floor_against_simulation(problem):
             _, da, _ = mb.bn_batch_grad(X[k], y[k], a, w)
             a = a - ea * da
         exc = 0.5 * (a - np.sqrt(m)) ** 2
-        assert abs(exc.mean() - mb.scale_floor(problem, B, ea)) < 4 * exc.std() / np.sqrt(R)
+        assert abs(exc.mean() - theory.scale_floor(problem, B, ea)) < 4 * exc.std() / np.sqrt(R)
     es = batch_std_mean(B)
-    assert np.isclose(mb.scale_floor(problem, B, 1e-12), 0.5 * m * (1 - es) ** 2)
+    assert np.isclose(theory.scale_floor(problem, B, 1e-12), 0.5 * m * (1 - es) ** 2)
 
 
 def test_sgd_floor_against_simulation_and_small_step_limit(problem):
@@ -184,18 +183,18 @@ def test_sgd_floor_against_simulation_and_small_step_limit(problem):
     w = np.broadcast_to(problem.u_star, (R, problem.d)).copy()
     acc = []
     for k in range(K):
-        _, dw = _minibatch_runs._sgd_batch_grad(X[k], y[k], w)
-        w -= lr * dw
+        r = y[k] - np.einsum("rbi,ri->rb", X[k], w)        # residuals, written out
+        w -= lr * -np.einsum("rb,rbi->ri", r, X[k]) / B
         if k >= K // 2:
             acc.append(problem.loss(w) - problem.min_loss)
     acc = np.array(acc)
     # batches of R runs at steps k are independent across runs; autocorrelated in k
     per_run = acc.mean(axis=0)
     rel_se = per_run.std() / np.sqrt(R) / per_run.mean()
-    assert abs(per_run.mean() / mb.sgd_floor(problem, B, lr) - 1) < 4 * rel_se
-    small = mb.sgd_floor(problem, B, 1e-6)
+    assert abs(per_run.mean() / theory.sgd_floor(problem, B, lr) - 1) < 4 * rel_se
+    small = theory.sgd_floor(problem, B, 1e-6)
     assert np.isclose(small, 1e-6 * 2 * problem.min_loss * np.trace(problem.H) / (4 * B), rtol=1e-5)
-    assert np.isinf(mb.sgd_floor(problem, B, 10.0))
+    assert np.isinf(theory.sgd_floor(problem, B, 10.0))
 
 
 def test_norm_growth_solves_the_recursion():
@@ -203,7 +202,7 @@ def test_norm_growth_solves_the_recursion():
     vs = [v]
     for _ in range(20000):
         vs.append(vs[-1] + lr**2 * c / vs[-1])
-    pred = mb.norm_growth(1.0, lr, c, np.arange(20001))
+    pred = theory.norm_growth(1.0, lr, c, np.arange(20001))
     assert abs(vs[-1] / pred[-1] - 1) < 0.01
 
 
@@ -238,23 +237,23 @@ def test_bad_data_and_problem(problem, data):
     with pytest.raises(ValueError):
         mb.sgd(data, 0.1, 3, 4, problem=bnlib.OLS.random(3, 2.0, seed=0))
     with pytest.raises(ValueError):
-        mb.grad_noise(problem, 1)
+        theory.grad_noise(problem, 1)
     with pytest.raises(ValueError):
-        mb.scale_floor(problem, 4, 2.0)
+        theory.scale_floor(problem, 4, 2.0)
 
 
 def test_good_window_counts_decades_near_the_best_level():
     lr = np.logspace(-2, 2, 9)                                   # two points per decade
     final = np.array([0.9, 0.4, 0.02, 0.011, 0.01, 0.015, 0.03, np.inf, np.nan])
     # good: <= 0.5 and <= 2 * 0.01 -> indices 3, 4, 5 (0.02 is exactly 2x: also good)
-    assert mb.good_window(final, lr) == pytest.approx(2.0)      # 4 points x 0.5 decades
-    assert mb.good_window(final, lr, factor=1.6) == pytest.approx(1.5)
-    stacked = mb.good_window(np.vstack([final, final * 100]), lr)
+    assert windows.good_window(final, lr) == pytest.approx(2.0)      # 4 points x 0.5 decades
+    assert windows.good_window(final, lr, factor=1.6) == pytest.approx(1.5)
+    stacked = windows.good_window(np.vstack([final, final * 100]), lr)
     assert stacked.shape == (2,) and stacked[1] == 0.0           # never below 0.5
     with pytest.raises(ValueError, match="factor"):
-        mb.good_window(final, lr, factor=0.5)
+        windows.good_window(final, lr, factor=0.5)
     with pytest.raises(ValueError, match="below"):
-        mb.good_window(final, lr, below=0.0)
+        windows.good_window(final, lr, below=0.0)
 
 
 # ---------------------------------------------------------------- weight decay and momentum
@@ -312,7 +311,7 @@ def test_level_window_brackets_the_mean_by_its_standard_error():
     rng = np.random.default_rng(0)
     final = 0.01 * np.exp(rng.standard_normal((4, 9)))
     final[:, 7] = np.inf                                         # a diverged step size
-    low, mid, high = mb.level_window(final, lr, 0.012)
+    low, mid, high = windows.level_window(final, lr, 0.012)
     # naive loop: mean and standard error per step size, counted in half decades
     n_low = n_mid = n_high = 0
     for j in range(9):
@@ -325,11 +324,11 @@ def test_level_window_brackets_the_mean_by_its_standard_error():
         n_high += m - 2 * se <= 0.012
     assert (low, mid, high) == pytest.approx((0.5 * n_low, 0.5 * n_mid, 0.5 * n_high))
     assert low <= mid <= high
-    two = mb.level_window(np.stack([final, final], axis=1), lr,
+    two = windows.level_window(np.stack([final, final], axis=1), lr,
                           np.array([[0.012], [1e-9]]))
     assert two[1].shape == (2, 2) and np.all(two[1][1] == 0.0)
     assert np.allclose(two[1][0], mid)
     with pytest.raises(ValueError, match="final"):
-        mb.level_window(final[:1], lr, 0.01)
+        windows.level_window(final[:1], lr, 0.01)
     with pytest.raises(ValueError, match="level"):
-        mb.level_window(final, lr, -1.0)
+        windows.level_window(final, lr, -1.0)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import log_loss
 
-from bnlib.nn import MLP, Digits, decades_above, load_digits_split, sgd, sweep
+from bnlib import MLP, Digits, load_digits_split, train, train_variants
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -22,7 +22,8 @@ def naive_logits(net, params, X, train=True):
                 mu, var = z.mean(axis=0), z.var(axis=0)
             else:
                 mu, var = params[f"mean{layer}"][0], params[f"var{layer}"][0]
-            z = params[f"gamma{layer}"][0] * (z - mu) / np.sqrt(var + net.eps) + params[f"beta{layer}"][0]
+            g, b = params[f"gamma{layer}"][0], params[f"beta{layer}"][0]
+            z = g * (z - mu) / np.sqrt(var + net.var_offset) + b
         else:
             z = z + params[f"b{layer}"][0]
         a = np.maximum(z, 0) if layer < net.depth - 1 else z
@@ -117,7 +118,7 @@ def test_forward_models_in_lockstep_equal_single_models(rng):
 
 
 def test_eval_mode_uses_running_averages(rng):
-    net = MLP((5, 6, 3), bn=True, eps=1e-3)
+    net = MLP((5, 6, 3), bn=True, var_offset=1e-3)
     params = randomise(net, net.init(2), rng)
     for k in ("mean0", "mean1"):
         params[k] = rng.standard_normal(params[k].shape)
@@ -147,7 +148,7 @@ def test_init_is_glorot_uniform():
 @pytest.mark.parametrize("loss", ["cross_entropy", "quadratic"])
 @pytest.mark.parametrize("bn", [True, False])
 def test_backward_finite_differences(bn, loss, rng):
-    net = MLP((4, 6, 5, 3), bn=bn, loss=loss, eps=1e-3)
+    net = MLP((4, 6, 5, 3), bn=bn, loss=loss, var_offset=1e-3)
     params = randomise(net, net.init(seed=4), rng)
     X, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
     _, grads = net.loss_and_grad(params, X, y)
@@ -165,7 +166,7 @@ def test_backward_finite_differences(bn, loss, rng):
 
 def test_bn_weights_gradient_is_orthogonal_and_scale_invariant(rng):
     """With eps = 0 the loss does not depend on the scale of W feeding BN (chapter 01)."""
-    net = MLP((5, 6, 3), bn=True, eps=0.0)
+    net = MLP((5, 6, 3), bn=True, var_offset=0.0)
     params = randomise(net, net.init(0), rng)
     X, y = rng.standard_normal((10, 5)), rng.integers(0, 3, 10)
     loss, g = net.loss_and_grad(params, X, y)
@@ -185,14 +186,15 @@ def test_sgd_steps_by_hand(rng):
     data = tiny_data(rng)
     net = MLP((5, 4, 3), bn=True, loss="cross_entropy", momentum=0.8)
     lr, lr_a = 0.7, 0.05
-    run = sgd(net, data, lr, lr_a, epochs=2, batch_size=30, seeds=5, keep_params=True)
+    run = train(net, data, lr, lr_a, epochs=2, batch_size=30, seeds=5, keep_params=True)
     p = net.init(5)
     Xb, yb = data.X_train, data.y_train
     mom = {k: p[k] for k in ("mean0", "var0", "mean1", "var1")}
     for step in range(2):
         _, g = net.loss_and_grad(p, Xb, yb)
         z0 = Xb @ p["W0"]
-        a0 = np.maximum(p["gamma0"][0] * (z0 - z0.mean(0)) / np.sqrt(z0.var(0) + net.eps) + p["beta0"][0], 0)
+        zn = (z0 - z0.mean(0)) / np.sqrt(z0.var(0) + net.var_offset)
+        a0 = np.maximum(p["gamma0"][0] * zn + p["beta0"][0], 0)
         z1 = a0 @ p["W1"]
         for name, z in (("0", z0), ("1", z1)):
             keep = 0.8 if step else 0.0          # the first batch initialises the averages
@@ -212,9 +214,9 @@ def test_sgd_grid_equals_separate_runs_and_chunks_and_threads_do_not_matter(rng)
     net = MLP((5, 8, 3), bn=True, loss="quadratic")
     lr = np.array([0.1, 3.0, 100.0])
     lr_a = np.array([[1.0], [0.1]])
-    grid = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7))
-    small = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1)
-    serial = sgd(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1,
+    grid = train(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7))
+    small = train(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1)
+    serial = train(net, data, lr, lr_a, epochs=2, batch_size=20, seeds=(0, 7), max_chunk_bytes=1,
                  workers=1)
     assert np.array_equal(small.test_loss, serial.test_loss)
     assert np.array_equal(small.batch_loss, serial.batch_loss)
@@ -223,7 +225,7 @@ def test_sgd_grid_equals_separate_runs_and_chunks_and_threads_do_not_matter(rng)
     for s, seed in enumerate((0, 7)):
         for i in range(2):
             for j in range(3):
-                one = sgd(net, data, lr[j], lr_a[i, 0], epochs=2, batch_size=20, seeds=seed)
+                one = train(net, data, lr[j], lr_a[i, 0], epochs=2, batch_size=20, seeds=seed)
                 assert np.allclose(one.batch_loss[:, 0], grid.batch_loss[:, s, i, j], rtol=1e-12)
                 assert np.isclose(one.test_loss[0], grid.test_loss[s, i, j], rtol=1e-12)
 
@@ -233,7 +235,7 @@ def test_sgd_batches_follow_the_documented_order(rng):
     losses of the initial network on the documented mini-batches."""
     data = tiny_data(rng, n=40)
     net = MLP((5, 4, 3), bn=True)
-    run = sgd(net, data, 1e-300, epochs=3, batch_size=7, seeds=11)
+    run = train(net, data, 1e-300, epochs=3, batch_size=7, seeds=11)
     assert run.batch_loss.shape == (3 * (30 // 7), 1)
     order = np.random.default_rng((11, 2))
     p0 = net.init(11)
@@ -249,13 +251,13 @@ def test_sgd_batches_follow_the_documented_order(rng):
 def test_scaling_law_is_exact_for_powers_of_two():
     """Weights feeding BN times r, step times r²: the same training (eps = 0)."""
     data = load_digits_split(0)
-    net = MLP((64, 16, 10), bn=True, loss="quadratic", eps=0.0)
+    net = MLP((64, 16, 10), bn=True, loss="quadratic", var_offset=0.0)
     lr = np.array([0.1, 10.0, 1000.0])
-    base = sgd(net, data, lr, 0.1, epochs=1, seeds=(0, 1))
-    scaled = sgd(net, data, 16 * lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
+    base = train(net, data, lr, 0.1, epochs=1, seeds=(0, 1))
+    scaled = train(net, data, 16 * lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
     assert np.array_equal(base.batch_loss, scaled.batch_loss)
     assert np.array_equal(base.test_acc, scaled.test_acc)
-    unscaled = sgd(net, data, lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
+    unscaled = train(net, data, lr, 0.1, epochs=1, seeds=(0, 1), weight_scale=4.0)
     assert not np.allclose(base.batch_loss[-1], unscaled.batch_loss[-1], rtol=1e-3)
 
 
@@ -265,7 +267,7 @@ def test_divergence_is_flagged_without_warnings(rng):
     lr = np.array([1e-2, 1e3, 1e12])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run = sgd(net, data, lr, epochs=1, seeds=(0, 1), keep_params=True)
+        run = train(net, data, lr, epochs=1, seeds=(0, 1), keep_params=True)
     assert run.diverged.tolist() == [[False, False, True], [False, False, True]]
     assert np.all(np.isinf(run.test_loss[:, 2])) and np.all(np.isnan(run.test_acc[:, 2]))
     assert np.all(np.isfinite(run.test_loss[:, :2]))
@@ -275,28 +277,28 @@ def test_divergence_is_flagged_without_warnings(rng):
 
 
 @pytest.mark.parametrize(("call", "err"), [
-    (lambda n, d: sgd(n, d, 0.0), ValueError),
-    (lambda n, d: sgd(n, d, [0.1, -1.0]), ValueError),
-    (lambda n, d: sgd(n, d, np.nan), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, lr_a=0.0), ValueError),
-    (lambda n, d: sgd(n, d, [0.1, 1.0], lr_a=[1.0, 0.1, 0.01]), ValueError),
-    (lambda n, d: sgd(MLP((5, 3), bn=False), d, 0.1, lr_a=0.1), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, epochs=0), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, batch_size=1), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, batch_size=31), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, seeds=()), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, seeds=(-1,)), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, blowup=1.0), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, workers=0), ValueError),
-    (lambda n, d: sgd(n, d, 0.1, epochs=1.5), TypeError),
-    (lambda n, d: sgd("net", d, 0.1), TypeError),
-    (lambda n, d: sgd(n, (1, 2), 0.1), TypeError),
-    (lambda n, d: sgd(MLP((6, 3)), d, 0.1), ValueError),
-    (lambda n, d: sgd(n, Digits(d.X_train * np.nan, d.y_train, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+    (lambda n, d: train(n, d, 0.0), ValueError),
+    (lambda n, d: train(n, d, [0.1, -1.0]), ValueError),
+    (lambda n, d: train(n, d, np.nan), ValueError),
+    (lambda n, d: train(n, d, 0.1, lr_a=0.0), ValueError),
+    (lambda n, d: train(n, d, [0.1, 1.0], lr_a=[1.0, 0.1, 0.01]), ValueError),
+    (lambda n, d: train(MLP((5, 3), bn=False), d, 0.1, lr_a=0.1), ValueError),
+    (lambda n, d: train(n, d, 0.1, epochs=0), ValueError),
+    (lambda n, d: train(n, d, 0.1, batch_size=1), ValueError),
+    (lambda n, d: train(n, d, 0.1, batch_size=31), ValueError),
+    (lambda n, d: train(n, d, 0.1, seeds=()), ValueError),
+    (lambda n, d: train(n, d, 0.1, seeds=(-1,)), ValueError),
+    (lambda n, d: train(n, d, 0.1, blowup=1.0), ValueError),
+    (lambda n, d: train(n, d, 0.1, workers=0), ValueError),
+    (lambda n, d: train(n, d, 0.1, epochs=1.5), TypeError),
+    (lambda n, d: train("net", d, 0.1), TypeError),
+    (lambda n, d: train(n, (1, 2), 0.1), TypeError),
+    (lambda n, d: train(MLP((6, 3)), d, 0.1), ValueError),
+    (lambda n, d: train(n, Digits(d.X_train * np.nan, d.y_train, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
      ValueError),
-    (lambda n, d: sgd(n, Digits(d.X_train, d.y_train + 3, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+    (lambda n, d: train(n, Digits(d.X_train, d.y_train + 3, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
      ValueError),
-    (lambda n, d: sgd(n, Digits(d.X_train, d.y_train * 1.0, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
+    (lambda n, d: train(n, Digits(d.X_train, d.y_train * 1.0, d.X_test, d.y_test, 0, 0.25, 3), 0.1),
      TypeError),
 ])
 def test_sgd_bad_input(call, err, rng):
@@ -308,28 +310,13 @@ def test_sgd_bad_input(call, err, rng):
 @pytest.mark.parametrize(("kwargs", "err"), [
     ({"sizes": (5,)}, ValueError), ({"sizes": (5, 1)}, ValueError), ({"sizes": (5, 0, 3)}, ValueError),
     ({"sizes": (5, 2.5, 3)}, TypeError), ({"sizes": "53"}, TypeError), ({"loss": "hinge"}, ValueError),
-    ({"eps": -1e-5}, ValueError), ({"var_offset": -1e-5}, ValueError),
-    ({"var_offset": 0.1, "eps": 0.1}, TypeError), ({"var_offset": np.nan}, ValueError),
+    ({"var_offset": -1e-5}, ValueError),
+    ({"var_offset": np.nan}, ValueError),
     ({"momentum": 1.0}, ValueError), ({"bn": "yes"}, TypeError),
 ])
 def test_mlp_bad_construction(kwargs, err):
     with pytest.raises(err):
         MLP(**({"sizes": (5, 4, 3)} | kwargs))
-
-
-def test_var_offset_and_its_old_name_eps(rng):
-    new, old, pos = MLP((5, 4, 3), var_offset=0.25), MLP((5, 4, 3), eps=0.25), MLP((5, 4, 3), True,
-                                                                                  "cross_entropy", 0.25)
-    assert new == old == pos and new.eps == new.var_offset == 0.25
-    assert MLP((5, 3)).var_offset == 1e-5 and MLP((5, 3)) != new
-    X, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
-    p = new.init(0)
-    loss, _ = new.loss_and_grad(p, X, y)
-    z = X @ p["W0"]                                     # BN with offset 0.25, by hand
-    h = np.maximum((z - z.mean(0)) / np.sqrt(z.var(0) + 0.25), 0) @ p["W1"]
-    t = (h - h.mean(0)) / np.sqrt(h.var(0) + 0.25)
-    expect = -np.mean(t[np.arange(6), y] - np.log(np.exp(t).sum(1)))
-    assert np.isclose(loss, expect, rtol=1e-12)
 
 
 def test_param_names_follow_the_layout():
@@ -369,55 +356,32 @@ def test_loss_and_grad_bad_input(rng):
 def test_sweep_runs_the_three_variants(rng):
     data = tiny_data(rng, n=60)
     lr = np.array([0.1, 1.0, 10.0])
-    out = sweep((5, 4, 3), "quadratic", data, lr, lr_a=(1.0, 0.01), epochs=2, batch_size=15, seeds=(0, 1))
+    out = train_variants((5, 4, 3), "quadratic", data, lr, lr_a=(1.0, 0.01), epochs=2,
+                         batch_size=15, seeds=(0, 1))
     assert out["gd"].test_acc.shape == (2, 3) and out["bn_split"].test_acc.shape == (2, 2, 3)
     assert np.all(np.isnan(out["gd"].lr_a)) and np.array_equal(out["bn"].lr_a, lr)
-    one = sgd(MLP((5, 4, 3), bn=True, loss="quadratic"), data, 10.0, 0.01, epochs=2, batch_size=15,
+    one = train(MLP((5, 4, 3), bn=True, loss="quadratic"), data, 10.0, 0.01, epochs=2, batch_size=15,
               seeds=1)
     assert np.allclose(one.batch_loss[:, 0], out["bn_split"].batch_loss[:, 1, 1, 2], rtol=1e-12)
-    plain = sgd(MLP((5, 4, 3), bn=False, loss="quadratic"), data, 0.1, epochs=2, batch_size=15, seeds=0)
+    plain = train(MLP((5, 4, 3), bn=False, loss="quadratic"), data, 0.1, epochs=2, batch_size=15, seeds=0)
     assert np.allclose(plain.batch_loss[:, 0], out["gd"].batch_loss[:, 0, 0], rtol=1e-12)
     with pytest.raises(ValueError):
-        sweep((5, 3), "quadratic", data, lr[None], epochs=1, batch_size=15)
-    with pytest.raises(TypeError):
-        sweep((5, 3), "quadratic", data, lr, epochs=1, batch_size=15, var_offset=0.1, eps=0.1)
+        train_variants((5, 3), "quadratic", data, lr[None], epochs=1, batch_size=15)
 
 
 def test_sweep_uniform_shapes_hold_the_same_numbers(rng):
     data = tiny_data(rng, n=60)
     lr = np.array([0.1, 1.0, 10.0])
     kw = dict(lr_a=(1.0, 0.01), epochs=1, batch_size=15, seeds=(0, 1))
-    mixed = sweep((5, 3), "quadratic", data, lr, var_offset=0.5, **kw)
-    same = sweep((5, 3), "quadratic", data, lr, eps=0.5, uniform=True, **kw)
+    mixed = train_variants((5, 3), "quadratic", data, lr, var_offset=0.5, **kw)
+    same = train_variants((5, 3), "quadratic", data, lr, var_offset=0.5, uniform=True, **kw)
     for key in ("gd", "bn"):
         assert same[key].test_acc.shape == (2, 1, 3) and same[key].lr.shape == (1, 3)
         assert np.array_equal(same[key].batch_loss[:, :, 0], mixed[key].batch_loss)
         assert np.array_equal(same[key].test_loss[:, 0], mixed[key].test_loss)
     assert np.array_equal(same["bn_split"].batch_loss, mixed["bn_split"].batch_loss)
-    other = sweep((5, 3), "quadratic", data, lr, **kw)          # the offset reaches the nets
+    other = train_variants((5, 3), "quadratic", data, lr, **kw)          # the offset reaches the nets
     assert not np.array_equal(other["bn"].batch_loss, mixed["bn"].batch_loss)
-
-
-# ----------------------------------------------------------------------- decades_above
-def test_decades_above_by_hand():
-    lr = np.logspace(0, 4, 9)                 # 2 points per decade: each counts 1/2 decade
-    score = np.array([0.1, 0.5, 0.91, 0.95, 0.9, 0.2, np.nan, 0.93, 0.92])
-    assert np.isclose(decades_above(lr, score, 0.9), 2.5)   # 5 points ≥ 0.9, nan excluded
-    assert np.isclose(decades_above(lr, score, 0.99), 0.0)
-    assert np.isclose(decades_above(lr, np.ones(9), 0.5), 4.5)   # half a cell beyond each end
-    both = decades_above(lr, np.stack([score, np.ones(9)]), 0.9)
-    assert both.shape == (2,) and np.allclose(both, [2.5, 4.5])
-    # log-grid 0, 1, 3: cell edges -0.5, 0.5, 2, 4, so the outer cells measure 1 and 2
-    uneven = decades_above([1.0, 10.0, 1000.0], [1.0, 0.0, 1.0], 0.5)
-    assert np.isclose(uneven, 3.0)
-
-
-@pytest.mark.parametrize(("lr", "score"), [
-    ([1.0], [1.0]), ([10.0, 1.0], [1, 1]), ([0.0, 1.0], [1, 1]), ([1.0, 10.0], [1, 1, 1]),
-])
-def test_decades_above_bad_input(lr, score):
-    with pytest.raises(ValueError):
-        decades_above(lr, score, 0.5)
 
 
 # ------------------------------------------------------------------- weight decay, momentum
@@ -425,8 +389,8 @@ def test_sgd_heavy_defaults_are_plain_sgd_bitwise(rng):
     data = tiny_data(rng)
     net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
     lrs = np.array([0.1, 1.0])
-    base = sgd(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True)
-    run = sgd(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True,
+    base = train(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True)
+    run = train(net, data, lrs, 0.1, epochs=3, batch_size=10, seeds=(0, 1), keep_params=True,
               weight_decay=0.0, momentum=0.0)
     for k in base.params:
         assert np.array_equal(base.params[k], run.params[k])
@@ -440,7 +404,7 @@ def test_sgd_heavy_steps_by_hand(rng):
     data = tiny_data(rng)
     net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
     lr, lr_a, ups, mom = 0.7, 0.05, 0.03, 0.9
-    run = sgd(net, data, lr, lr_a, epochs=3, batch_size=30, seeds=5, keep_params=True,
+    run = train(net, data, lr, lr_a, epochs=3, batch_size=30, seeds=5, keep_params=True,
               weight_decay=ups, momentum=mom)
     p = net.init(5)
     vel = {k: np.zeros_like(p[k]) for k in net.param_names()}
@@ -463,8 +427,8 @@ def test_sgd_heavy_bad_input(rng):
     data = tiny_data(rng)
     net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
     with pytest.raises(ValueError, match="weight_decay"):
-        sgd(net, data, 0.1, weight_decay=-1.0)
+        train(net, data, 0.1, weight_decay=-1.0)
     with pytest.raises(ValueError, match="momentum"):
-        sgd(net, data, 0.1, momentum=1.0)
+        train(net, data, 0.1, momentum=1.0)
     with pytest.raises(ValueError, match="broadcast"):
-        sgd(net, data, np.ones(2), weight_decay=np.ones(3))
+        train(net, data, np.ones(2), weight_decay=np.ones(3))

@@ -124,7 +124,7 @@ def test_bn_loss_matches_batchnorm_on_data():
     rng = np.random.default_rng(3)
     for _ in range(4):
         a, w = rng.standard_normal(), rng.standard_normal(5)
-        z, _ = bnlib.bn.batchnorm_forward((X @ w)[:, None], 1.0, 0.0, eps=0.0)
+        z, _ = bnlib.bn.batchnorm_forward((X @ w)[:, None], 1.0, 0.0, var_offset=0.0)
         direct = 0.5 * np.mean((y - a * z[:, 0]) ** 2)
         assert np.isclose(p.bn_loss(a, w), direct, rtol=1e-12)
 
@@ -230,25 +230,29 @@ def test_excess_at_zero_is_loss_at_zero_minus_min_loss():
 
 def test_random_uses_random_rotation():
     """OLS.random's H is Q diag(logspace) Q^T with Q = random_rotation drawn from its seed."""
-    from bnlib.sweeps import random_rotation
+    from bnlib import random_rotation
 
     p = OLS.random(4, 100.0, seed=3)
     Q = random_rotation(4, np.random.default_rng(3))
     assert np.allclose(p.H, (Q * np.logspace(0, 2, 4)) @ Q.T, rtol=1e-12)
 
 
-# ---------------------------------------------------------------- check_spd and h_norm, directly
+# ------------------------------------------------ the SPD check of bnlib.checks and h_norm, directly
+def check_spd(H, name="H"):
+    return bnlib.checks.spd(H, name)[0]
+
+
 def test_check_spd_accepts_and_symmetrises():
     rng = np.random.default_rng(5)
     M = rng.standard_normal((4, 4))
     H = M @ M.T + 4 * np.eye(4)
     H[0, 1] += 1e-13                                # asymmetric below the 1e-10 tolerance
-    out = bnlib.ols.check_spd(H)
+    out = check_spd(H)
     assert out is not H and out.dtype == np.float64
     assert np.array_equal(out, out.T)
     assert np.array_equal(out, 0.5 * (H + H.T))
     # integer input becomes a float copy
-    assert bnlib.ols.check_spd([[2, 0], [0, 3]]).dtype == np.float64
+    assert check_spd([[2, 0], [0, 3]]).dtype == np.float64
 
 
 @pytest.mark.parametrize("H, word", [
@@ -262,7 +266,7 @@ def test_check_spd_accepts_and_symmetrises():
 ])
 def test_check_spd_rejects(H, word):
     with pytest.raises(ValueError, match=word) as info:
-        bnlib.ols.check_spd(H, "Hx")
+        check_spd(H, "Hx")
     assert "Hx" in str(info.value)
 
 
@@ -272,9 +276,9 @@ def test_check_spd_boundary_of_symmetry():
     inside, outside = H.copy(), H.copy()
     inside[0, 1] = 0.9e-7
     outside[0, 1] = 1.1e-7
-    bnlib.ols.check_spd(inside)
+    check_spd(inside)
     with pytest.raises(ValueError, match="symmetric"):
-        bnlib.ols.check_spd(outside)
+        check_spd(outside)
 
 
 def test_h_norm_against_independent_sums():

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bnlib.report import bound, fixed, fmt, glue, sig
+from bnlib import bound, fixed, fmt, glue, sig
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300)
 

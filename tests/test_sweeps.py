@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from bnlib import OLS, bngd, gd
-from bnlib.sweeps import eigen_problem, log_width, random_rotation
+from bnlib import OLS, bngd, eigen_problem, gd, log_width, random_rotation
 
 
 def test_eigen_problem_moments():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from bnlib import OLS
-from bnlib.symbolic import (
+from bnlib import (
+    OLS,
     bn_ols_calculus,
     book_latex,
     expect_quadratic,

@@ -186,27 +186,3 @@ def test_bad_stacks(call, match):
         call()
 
 
-def test_ols_in_place_of_arrays():
-    """Every theory function gives the same numbers for an OLS as for its arrays."""
-    p = OLS.random(6, 50.0, seed=4)
-    H, u = p.H, p.u_star
-    assert theory.kappa(p) == pytest.approx(theory.kappa(H), rel=1e-12)
-    assert theory.gd_lr_max(p) == pytest.approx(theory.gd_lr_max(H), rel=1e-12)
-    assert theory.gd_lr_opt(p) == pytest.approx(theory.gd_lr_opt(H), rel=1e-12)
-    lr = np.array([0.01, 0.03])
-    assert np.allclose(theory.gd_rate(p, lr), theory.gd_rate(H, lr), rtol=1e-12)
-    assert np.array_equal(theory.effective_hessian(p), theory.effective_hessian(H, u))
-    assert np.array_equal(theory.effective_eigvals(p), theory.effective_eigvals(H, u))
-    assert theory.kappa_star(p) == theory.kappa_star(H, u)
-    assert theory.bngd_rate(p, 0.02) == theory.bngd_rate(H, u, 0.02)
-    assert theory.bngd_rate(p, 0.02, 1.5) == theory.bngd_rate(H, u, 0.02, 1.5)
-    assert theory.bngd_rate(p, 0.02, lr_a=1.5) == theory.bngd_rate(H, u, 0.02, lr_a=1.5)
-    assert theory.bngd_rate(p, lr_eff=0.02) == theory.bngd_rate(H, u, lr_eff=0.02)
-    with pytest.raises(TypeError, match="u_star"):
-        theory.kappa_star(p, u)
-    with pytest.raises(TypeError, match="u_star"):
-        theory.kappa_star(H)
-    with pytest.raises(TypeError, match="lr_a"):
-        theory.bngd_rate(p, 0.02, 1.5, lr_a=1.0)
-    with pytest.raises(TypeError, match="lr_eff"):
-        theory.bngd_rate(H, u)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib import theory
-from bnlib.rates import contraction
-from bnlib.sweeps import eigen_problem
-from bnlib.weightnorm import (
+from bnlib import (
     WNGDRun,
+    contraction,
+    eigen_problem,
+    theory,
     wn_effective_eigvals,
     wn_effective_hessian,
     wn_grad,

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from bnlib.sweeps import eigen_problem
-from bnlib.windows import crossing_width, lr_study, lr_windows, standard_windows
+from bnlib import crossing_width, eigen_problem, lr_study, lr_windows, standard_windows
 from tools.probe import unit_roundoff
 
 # the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):

@@ -1,7 +1,8 @@
-"""Input checks shared by bnlib's modules.
+"""Argument checks shared by bnlib's modules.
 
 Every public function validates its arguments here, so that bad input raises a
-``TypeError`` or ``ValueError`` that names the argument and shows its value.
+``TypeError`` or ``ValueError`` that names the argument and shows its value. The run options
+shared by every descent (weight decay, momentum) are checked here too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+
+from . import PUBLIC
+
+__all__ = list(PUBLIC["checks"])
 
 
 def short(x) -> str:
@@ -160,19 +165,22 @@ def is_diagonal(H) -> bool:
     return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))
 
 
-def var_offset(value, old=None, default: float = 1e-5) -> float:
-    """BN's variance offset given as ``var_offset`` or by its old name ``eps``: a float >= 0.
-
-    ``value`` is the new argument, ``old`` the old keyword (``None`` when not given); giving
-    both raises TypeError, giving neither returns ``default``.
-    """
-    if old is not None:
-        if value is not None:
-            raise TypeError("give var_offset or its old name eps, not both")
-        value, name = old, "eps"
-    else:
-        value, name = (default if value is None else value), "var_offset"
-    out = float(finite_array(value, name))
+def var_offset(value) -> float:
+    """BN's variance offset ``var_offset``: a float >= 0."""
+    out = float(finite_array(value, "var_offset"))
     if out < 0:
-        raise ValueError(f"{name} must be >= 0, got {out}")
+        raise ValueError(f"var_offset must be >= 0, got {out}")
+    return out
+
+
+def heavy_options(weight_decay, momentum):
+    """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays); each comes
+    back as an array, or None when it is zero everywhere (the plain step, bit for bit)."""
+    out = []
+    for x, name in ((weight_decay, "weight_decay"), (momentum, "momentum")):
+        x = finite_array(x, name)
+        if np.any(x < 0) or (name == "momentum" and np.any(x >= 1)):
+            rng = "[0, 1)" if name == "momentum" else ">= 0"
+            raise ValueError(f"{name} must be {rng}, got {short(x)}")
+        out.append(x if np.any(x != 0) else None)
     return out

@@ -1,11 +1,11 @@
-"""bnlib.netstudies against independent computations: per-unit numpy loops for the effective
-step, the scaling law for its invariance, and a hand count of grid cells for the windows."""
+"""bnlib.studies and the network measures of bnlib.nn and bnlib.windows against
+independent computations: per-unit numpy loops for the effective step, the scaling law
+for its invariance, and a hand count of grid cells for the windows."""
 
 import numpy as np
 import pytest
 
-from bnlib import netstudies
-from bnlib.nn import MLP, SGDRun
+from bnlib import MLP, SGDRun, nn, studies, windows
 from tools.probe import unit_roundoff
 
 
@@ -15,9 +15,9 @@ def naive_effective(net, params, X, lr):
     for layer in range(net.depth):
         W, g, b = params[f"W{layer}"], params[f"gamma{layer}"][0], params[f"beta{layer}"][0]
         z = a @ W
-        eff = np.array([lr * g[j] ** 2 / (np.var(z[:, j]) + net.eps) for j in range(z.shape[1])])
+        eff = np.array([lr * g[j] ** 2 / (np.var(z[:, j]) + net.var_offset) for j in range(z.shape[1])])
         out.append(eff)
-        a = np.maximum(g * (z - z.mean(0)) / np.sqrt(z.var(0) + net.eps) + b, 0)
+        a = np.maximum(g * (z - z.mean(0)) / np.sqrt(z.var(0) + net.var_offset) + b, 0)
     return out
 
 
@@ -29,19 +29,19 @@ def test_effective_steps_match_a_per_unit_loop():
     params["gamma1"] = rng.uniform(0.5, 2, (1, 3))
     params["beta0"] = rng.normal(size=(1, 4))
     X = rng.normal(size=(20, 5))
-    got = netstudies.effective_steps(net, params, X, 0.3)
+    got = nn.effective_steps(net, params, X, 0.3)
     want = naive_effective(net, params, X, 0.3)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
 def test_effective_steps_obey_the_scaling_law_and_batch_over_models():
-    net = MLP((6, 5, 3), bn=True, loss="quadratic", eps=0.0)
+    net = MLP((6, 5, 3), bn=True, loss="quadratic", var_offset=0.0)
     X = np.random.default_rng(2).normal(size=(30, 6))
     base = net.init(0)
     scaled = net.init(0, shape=(2,), weight_scale=4.0)
-    e1 = netstudies.effective_steps(net, base, X, 0.5)
-    e2 = netstudies.effective_steps(net, scaled, X, np.array([0.5, 16.0 * 0.5]))
+    e1 = nn.effective_steps(net, base, X, 0.5)
+    e2 = nn.effective_steps(net, scaled, X, np.array([0.5, 16.0 * 0.5]))
     for a, b in zip(e1, e2, strict=True):
         assert b.shape == (2,) + a.shape
         np.testing.assert_allclose(b[1], a, rtol=1e-12)        # r = 4, step r^2 eps
@@ -51,14 +51,14 @@ def test_effective_steps_obey_the_scaling_law_and_batch_over_models():
 def test_effective_steps_rejects_bad_input():
     X = np.zeros((4, 3)) + np.arange(4)[:, None]
     with pytest.raises(ValueError, match="BN"):
-        netstudies.effective_steps(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0), X, 1.0)
+        nn.effective_steps(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0), X, 1.0)
     net = MLP((3, 2), bn=True)
     with pytest.raises(ValueError, match="lr"):
-        netstudies.effective_steps(net, net.init(0), X, -1.0)
+        nn.effective_steps(net, net.init(0), X, -1.0)
     with pytest.raises(ValueError, match="X"):
-        netstudies.effective_steps(net, net.init(0), X[:, :2], 1.0)
+        nn.effective_steps(net, net.init(0), X[:, :2], 1.0)
     with pytest.raises(TypeError, match="net"):
-        netstudies.effective_steps("net", {}, X, 1.0)
+        nn.effective_steps("net", {}, X, 1.0)
 
 
 def fake_run(acc, lr, diverged=None):
@@ -77,11 +77,11 @@ def test_window_decades_counts_grid_cells_of_the_seed_mean():
     div = np.zeros_like(acc, dtype=bool)
     div[0, 6] = True                           # a diverged seed removes its grid point
     split = np.stack([acc, acc], axis=1)       # (S, A, n)
-    out = netstudies.window_decades({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
+    out = windows.window_decades({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
     assert out["gd"] == pytest.approx(4 * 0.25)          # points 1 (mean 0.825), 2, 3, 5
     np.testing.assert_allclose(out["bn_split"], [5 * 0.25, 5 * 0.25])
     with pytest.raises(TypeError, match="runs"):
-        netstudies.window_decades([1], 0.8)
+        windows.window_decades([1], 0.8)
 
 
 def test_window_margin_is_the_closest_seed_mean_to_the_threshold():
@@ -91,15 +91,15 @@ def test_window_margin_is_the_closest_seed_mean_to_the_threshold():
     div = np.zeros_like(acc, dtype=bool)
     div[1, 0] = True                                # grid point 0 is left out
     split = np.stack([acc, acc[::-1]], axis=1)      # (S, A, n)
-    out = netstudies.window_margin({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
+    out = windows.window_margin({"gd": fake_run(acc, lr, div), "bn_split": fake_run(split, lr)}, 0.8)
     assert out["gd"] == pytest.approx(0.01)
     np.testing.assert_allclose(out["bn_split"], [0.01, 0.01])
-    all_div = netstudies.window_margin({"gd": fake_run(acc, lr, np.ones_like(div))}, 0.8)
+    all_div = windows.window_margin({"gd": fake_run(acc, lr, np.ones_like(div))}, 0.8)
     assert all_div["gd"] == np.inf
     with pytest.raises(TypeError, match="runs"):
-        netstudies.window_margin([1], 0.8)
+        windows.window_margin([1], 0.8)
     with pytest.raises(ValueError, match="threshold"):
-        netstudies.window_margin({"gd": fake_run(acc, lr)}, np.nan)
+        windows.window_margin({"gd": fake_run(acc, lr)}, np.nan)
 
 
 @pytest.mark.parametrize("loss", ["quadratic", "cross_entropy"])
@@ -115,7 +115,7 @@ def test_top_bn_hessian_matches_finite_differences(loss, sizes):
     params[f"gamma{top}"] = rng.uniform(0.5, 3.0, (2, 1, C))
     params[f"beta{top}"] = rng.normal(size=(2, 1, C))
     X, y = rng.normal(size=(12, sizes[0])), rng.integers(0, C, 12)
-    H = netstudies.top_bn_hessian(net, params, X, y)
+    H = nn.top_bn_hessian(net, params, X, y)
     assert H.shape == (2, 2 * C, 2 * C)
     np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), atol=1e-15)
     names, h = (f"gamma{top}", f"beta{top}"), 1e-5
@@ -145,26 +145,26 @@ def test_top_bn_hessian_matches_finite_differences(loss, sizes):
     # under the rounding probe)
     slack = 10 * unit_roundoff() * np.max(np.abs(loss0)) / hh**2
     np.testing.assert_allclose(H[:, C, C], second, rtol=1e-5, atol=1e-8 + slack)
-    lam = netstudies.top_bn_sharpness(net, params, X, y)
+    lam = nn.top_bn_sharpness(net, params, X, y)
     np.testing.assert_allclose(lam, [np.linalg.eigvalsh(Hm).max() for Hm in fd], rtol=1e-6)
 
 
 def test_top_bn_hessian_rejects_bad_input():
     with pytest.raises(ValueError, match="BN"):
-        netstudies.top_bn_hessian(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0),
+        nn.top_bn_hessian(MLP((3, 2), bn=False), MLP((3, 2), bn=False).init(0),
                                   np.zeros((4, 3)), np.zeros(4, dtype=int))
     with pytest.raises(TypeError, match="net"):
-        netstudies.top_bn_sharpness("net", {}, np.zeros((4, 3)), np.zeros(4, dtype=int))
+        nn.top_bn_sharpness("net", {}, np.zeros((4, 3)), np.zeros(4, dtype=int))
 
 
 def test_split_runs_repeat_the_sweep_and_keep_parameters():
-    from bnlib.nn import load_digits_split
+    from bnlib import load_digits_split
 
     data = load_digits_split(0)
     lr = np.array([0.1, 10.0])
-    runs = netstudies.softmax_quadratic(data, lr_a=(0.1, 100.0), epochs=1, seeds=(0,), lr=lr)
-    split = netstudies.split_runs(data, (100.0,), epochs=1, seeds=(0,), lr=lr)
+    runs = studies.softmax_quadratic(data, lr_a=(0.1, 100.0), epochs=1, seeds=(0,), lr=lr)
+    split = studies.split_runs(data, (100.0,), epochs=1, seeds=(0,), lr=lr)
     assert split.params["W0"].shape == (1, 1, 2, 64, 10)
     np.testing.assert_array_equal(split.test_acc[:, 0], runs["bn_split"].test_acc[:, 1])
     with pytest.raises(ValueError, match="1-D"):
-        netstudies.split_runs(data, [[1.0]], epochs=1)
+        studies.split_runs(data, [[1.0]], epochs=1)
