@@ -31,7 +31,7 @@ Euclidean norm, J_WN(a, w) = J0(a w/‖w‖), no data in the normalisation.
 Every run shares one bookkeeping: a run is *alive* until its state stops being finite or
 its loss exceeds ``blowup`` times its start; a diverged run's later records are masked
 (``inf`` losses, ``nan`` states); columns of dead runs are dropped and put back; and the
-step at which an excess first reaches a tolerance is read off the record (:func:`steps_to`).
+step at which an excess first reaches a tolerance is read off the record (:meth:`GDRun.steps_to`).
 """
 
 from __future__ import annotations
