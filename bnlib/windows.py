@@ -502,8 +502,8 @@ def window_decades(runs, threshold):
     Parameters
     ----------
     runs : dict of bnlib.nn.SGDRun
-        As from :func:`~bnlib.studies.softmax_quadratic` or :func:`bnlib.nn.train_variants`: ``test_acc`` of shape
-        (S, n) or (S, A, n) along the grid ``lr``.
+        As from :func:`~bnlib.studies.softmax_quadratic` or :func:`bnlib.nn.train_variants`:
+        ``test_acc`` of shape (S, n) or (S, A, n) along the grid ``lr``.
     threshold : float
 
     Returns
