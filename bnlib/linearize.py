@@ -53,7 +53,7 @@ def _steps_and_weight(problem, lr, lr_a, w):
 
 
 def effective_step(problem, lr, a, w):
-    """The effective step ε̂ = ε a²/‖w‖²_H of BNGD at the state (a, w).
+    """Return the effective step ε̂ = ε a²/‖w‖²_H of BNGD at the state (a, w).
 
     Parameters
     ----------
@@ -106,7 +106,7 @@ def h_projector(problem, w):
 
 
 def linear_map(problem, lr, lr_a, a, w):
-    """The matrix M_k with u_{k+1} − u* ≈ M_k (u_k − u*) for one BNGD step from (a, w).
+    """Return the matrix M_k with u_{k+1} − u* ≈ M_k (u_k − u*) for one BNGD step from (a, w).
 
     M = I − ε_a (I − P) − ε̂ P H P with P = :func:`h_projector` (w) and ε̂ =
     :func:`effective_step`. The error left is second order in u − u*.
@@ -203,7 +203,7 @@ def mode_coordinates(problem, u):
 
 
 def saddle_multipliers(problem, lr, lr_a, w):
-    """The two nontrivial eigenvalues of one BNGD step linearised at the saddle (0, w).
+    """Return the two nontrivial eigenvalues of one BNGD step linearised at the saddle (0, w).
 
     At a = 0 and wᵀg = 0 the state is a fixed point of BNGD. To first order in a and
     p = wᵀg, one step maps (a, p) by ``[[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]`` (the
@@ -289,8 +289,9 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
 
 
 def wn_jacobian(H, u_star, lr, lr_a, s=1.0) -> np.ndarray:
-    """Jacobian of one WNGD step at the minimiser (a*, w*) = (‖u*‖, s û), in the variables
-    (a, w_1, …, w_d):
+    """Jacobian of one WNGD step at the minimiser (a*, w*) = (‖u*‖, s û).
+
+    In the variables (a, w_1, …, w_d) it is
 
         I − diag(ε_a, ε I) M,  M = [[ûᵀHû, (a*/s) ûᵀHP], [(a*/s) PHû, (a*/s)² PHP]].
 
@@ -356,8 +357,10 @@ class Acceleration:
 
 
 def compare_acceleration(problem, lr, a0, w0, tol, max_steps, lr_a=1.0):
-    """Steps to J − J* <= tol: BNGD over step sizes ``lr`` against GD at ε_opt and at its
-    best step for this tolerance, from the same w0; plus the asymptotic ratio.
+    """Count the steps to J − J* <= tol of BNGD and GD from the same w0.
+
+    BNGD runs over the step sizes ``lr``; GD runs at ε_opt and at its best step for this
+    tolerance. The asymptotic ratio of step counts comes too.
 
     Parameters
     ----------

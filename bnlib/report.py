@@ -35,7 +35,7 @@ __all__ = list(PUBLIC["report"])
 
 
 def _scalar(x, name: str) -> float | int:
-    """A real scalar (Python, numpy or 0-d array) as a Python int or float."""
+    """Return a real scalar (Python, numpy or 0-d array) as a Python int or float."""
     if isinstance(x, np.ndarray):
         if x.ndim != 0:
             raise TypeError(f"{name} must be a scalar, got an array of shape {x.shape}")

@@ -31,12 +31,12 @@ def _out(x):
 
 
 def gd_lr_max(H) -> float:
-    """The stability edge 2/λ_max of GD: it converges from every start iff ε < this."""
+    """Return the stability edge 2/λ_max of GD: it converges from every start iff ε < this."""
     return 2.0 / _eig(H)[-1]
 
 
 def gd_lr_opt(H) -> float:
-    """The best constant GD step 2/(λ_max + λ_min)."""
+    """Return the best constant GD step 2/(λ_max + λ_min)."""
     lam = _eig(H)
     return 2.0 / (lam[-1] + lam[0])
 
@@ -111,7 +111,7 @@ def effective_hessian(H, u_star) -> np.ndarray:
 
 
 def effective_eigvals(H, u_star) -> np.ndarray:
-    """The d − 1 nonzero eigenvalues of H*, ascending (empty when d = 1).
+    """Return the d − 1 nonzero eigenvalues of H*, ascending (empty when d = 1).
 
     H* u* = 0 and, by interlacing, every other eigenvalue lies in [λ_min, λ_max] > 0, so the
     smallest computed eigenvalue is the structural zero and is dropped.
@@ -124,8 +124,9 @@ def effective_eigvals(H, u_star) -> np.ndarray:
 
 
 def kappa_star(H, u_star):
-    """Effective condition number κ* = λ*_max / λ*_min over the nonzero eigenvalues of H*
-    (1 when d = 1).
+    """Effective condition number κ* = λ*_max / λ*_min over the nonzero eigenvalues of H*.
+
+    It is 1 when d = 1.
 
     Returns
     -------
@@ -291,7 +292,7 @@ def gd_best_step(problem, w0, tol, max_steps, n_grid=2001, refine=3):
 
 
 def asymptotic_speedup(problem):
-    """log ρ_BN / log ρ_GD at the best steps: the ratio of step counts for a tiny tolerance.
+    """Return log ρ_BN / log ρ_GD at the best steps: the ratio of step counts for a tiny tolerance.
 
     ρ_GD = (κ − 1)/(κ + 1) at ε_opt and ρ_BN = (κ* − 1)/(κ* + 1) at BNGD's best effective
     step; far into the asymptotic regime GD needs this many times BNGD's steps. ``inf``
@@ -306,6 +307,7 @@ def asymptotic_speedup(problem):
 
 
 def split_u(H, u_star):
+    """Check one SPD ``H`` and a nonzero ``u_star`` (d,); return ``(H, u*/‖u*‖, ‖u*‖)``."""
     H = v.spd(H, "H")[0]
     u = v.finite_array(u_star, "u_star")
     if u.shape != (H.shape[0],):
@@ -343,8 +345,10 @@ def wn_effective_hessian(H, u_star) -> np.ndarray:
 
 
 def wn_effective_eigvals(H, u_star) -> np.ndarray:
-    """The d − 1 eigenvalues of P H P on û⊥, ascending (by Cauchy interlacing they lie in
-    [λ_min, λ_max] > 0, so the structural zero is the smallest and is dropped).
+    """Return the d − 1 eigenvalues of P H P on û⊥, ascending.
+
+    By Cauchy interlacing they lie in [λ_min, λ_max] > 0, so the structural zero is the
+    smallest and is dropped.
 
     Returns
     -------
@@ -372,9 +376,10 @@ def _lam_h(H, uh, lr_eff, lr_a):
 
 
 def wn_rate(H, u_star, lr_eff, lr_a):
-    """Local rate of WNGD at a minimiser: ``max_i |1 − μ_i|`` over the d eigenvalues μ_i of
-    Λ H, Λ = ε_a ûûᵀ + ε̂ (I − ûûᵀ) (the Jacobian's other eigenvalue is the neutral 1 of
-    the direction (0, w*), along which only ‖w‖ changes).
+    """Local rate of WNGD at a minimiser: ``max_i |1 − μ_i|``.
+
+    The μ_i are the d eigenvalues of Λ H, Λ = ε_a ûûᵀ + ε̂ (I − ûûᵀ) (the Jacobian's other
+    eigenvalue is the neutral 1 of the direction (0, w*), along which only ‖w‖ changes).
 
     Parameters
     ----------
@@ -402,8 +407,9 @@ def wn_rate(H, u_star, lr_eff, lr_a):
 
 
 def wn_kappa_eff(H, u_star, ratio):
-    """Condition number of Λ H for the step ratio ``ratio`` = ε_a/ε̂ (Λ as in
-    :func:`~bnlib.theory.wn_rate`): WNGD's best local rate at that ratio is
+    """Condition number of Λ H for the step ratio ``ratio`` = ε_a/ε̂.
+
+    Λ is as in :func:`~bnlib.theory.wn_rate`; WNGD's best local rate at that ratio is
     (κ_eff − 1)/(κ_eff + 1). It equals κ(H) at ratio 1 and, by Cauchy interlacing, is never
     below :func:`~bnlib.theory.wn_kappa`.
 
@@ -589,7 +595,7 @@ def sgd_floor(problem, batch, lr):
 
 
 def floor_leading(problem, lr_decay):
-    """The leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
+    """Return the leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
 
     Parameters
     ----------
@@ -618,7 +624,7 @@ def floor_leading(problem, lr_decay):
 
 
 def angular_equilibrium(lr, weight_decay, momentum=0.0):
-    """The equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
+    """Return the equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
 
     For ς = 0 it follows from the norm balance ε²‖∇_wJ‖² = ευ(2 − ευ)‖w‖² with the
     gradient orthogonal to w, to leading order in ευ; the momentum factor is theirs.

@@ -288,7 +288,7 @@ def _log10(x):
 
 
 def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
-    """The interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
+    """Find the interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
 
     Found from the closed form :func:`gd_excess`: a log grid over (0, 2/λ_max] locates the
     interval, bisection in log ε sharpens both ends to about 2^-iters of a grid cell.
@@ -341,7 +341,7 @@ def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
 
 def bngd_window(problem, a0, w0, steps, tol, lr_a=1.0, *, inside, below, above,
                 rel_tol=1e-3, points=7):
-    """The ends of the interval of BNGD steps ε with J − J* <= tol after ``steps`` steps.
+    """Find the ends of the interval of BNGD steps ε with J − J* <= tol after ``steps`` steps.
 
     Multi-section in log ε with real BNGD runs: each round runs ``points`` step sizes inside
     each of the two brackets [below, inside] and [inside, above] in one vectorised call and
