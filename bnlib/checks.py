@@ -57,6 +57,14 @@ def positive_array(x, name: str) -> np.ndarray:
     return arr
 
 
+def nonnegative_array(x, name: str) -> np.ndarray:
+    """Finite array with every entry >= 0, else ``ValueError``."""
+    arr = finite_array(x, name)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got {short(arr)}")
+    return arr
+
+
 def positive_scalar(x, name: str) -> float:
     """Check that ``x`` is a finite real number > 0 and return it as a float."""
     arr = positive_array(x, name)
@@ -74,6 +82,16 @@ def count(x, name: str, minimum: int = 0) -> int:
     return int(x)
 
 
+def batch_sizes(batch, minimum: int = 2) -> np.ndarray:
+    """Check that ``batch`` holds integers >= ``minimum`` (batch sizes) and return it as an array."""
+    b = np.asarray(batch)
+    if b.dtype == bool or not np.issubdtype(b.dtype, np.integer):
+        raise TypeError(f"batch must hold integers, got {b.dtype}")
+    if np.any(b < minimum):
+        raise ValueError(f"batch must be >= {minimum} everywhere, got minimum {int(b.min())}")
+    return b
+
+
 def vector_batch(x, name: str, d: int) -> np.ndarray:
     """Finite array of shape ``(..., d)``."""
     arr = finite_array(x, name)
@@ -83,10 +101,7 @@ def vector_batch(x, name: str, d: int) -> np.ndarray:
 
 
 def rng(seed, name: str = "seed") -> np.random.Generator:
-    """Return a ``numpy.random.Generator``: ``seed`` itself if it is one.
-
-    Otherwise ``default_rng(seed)`` for an integer seed ≥ 0.
-    """
+    """Return ``seed`` if it is a ``numpy.random.Generator``, else ``default_rng(seed)`` (seed ≥ 0)."""
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(count(seed, name, minimum=0))
@@ -114,10 +129,9 @@ def broadcast(**shapes) -> tuple:
 
 
 def scale_weights(a, w, d: int):
-    """Check a scale ``a`` and weights ``w`` of shape (..., d), and broadcast ``a``.
+    """Check finite ``a`` and ``w`` (..., d); return ``a`` broadcast to ``w.shape[:-1]``, and ``w``.
 
-    Both must be finite; ``a`` comes back broadcast to the batch shape ``w.shape[:-1]`` (a
-    read-only view). A ``ValueError`` names both otherwise.
+    The broadcast ``a`` is a read-only view; a ``ValueError`` names both if they do not broadcast.
     """
     w = vector_batch(w, "w", d)
     a = finite_array(a, "a")
@@ -170,19 +184,13 @@ def spd(H, name: str = "H", *, stack: bool = False):
 
 
 def is_diagonal(H) -> bool:
-    """Return whether every matrix of the stack ``H`` (..., d, d) is diagonal.
-
-    A problem written in its eigenbasis is, and there H w is an elementwise product.
-    """
+    """Return whether every matrix of the stack ``H`` (..., d, d) is diagonal (H w elementwise)."""
     return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))
 
 
 def var_offset(value) -> float:
-    """BN's variance offset ``var_offset``: a float >= 0."""
-    out = float(finite_array(value, "var_offset"))
-    if out < 0:
-        raise ValueError(f"var_offset must be >= 0, got {out}")
-    return out
+    """Check BN's variance offset ``var_offset``: a finite real number >= 0, returned as a float."""
+    return float(nonnegative_array(value, "var_offset"))
 
 
 def heavy_options(weight_decay, momentum):

@@ -11,10 +11,8 @@ H-orthogonal projector off w_k: the scale a corrects the component along w_k (fa
 w_k (:func:`linear_map`). At a minimiser w ∥ u* and P H P has the nonzero spectrum of the
 effective Hessian H* of :mod:`bnlib.theory`.
 
-At a saddle (a = 0, wᵀg = 0) the same kind of linearisation, in the two scalars a and
-p = wᵀg, gives the 2×2 matrix [[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]; its larger
-eigenvalue exceeds 1 for every ε, ε_a > 0, so every saddle repels BNGD
-(:func:`saddle_multipliers`).
+At a saddle (a = 0, wᵀg = 0) the same kind of linearisation shows that every saddle repels
+BNGD (:func:`saddle_multipliers`).
 
 GD's speed depends on what is asked of it: ε_opt gives the best asymptotic contraction,
 but the fewest steps to a tolerance can need another step
@@ -79,7 +77,7 @@ def effective_step(problem, lr, a, w):
     if np.any(n2 <= 0):
         raise ValueError("w must be nonzero")
     out = lr * a**2 / n2
-    return float(out) if np.ndim(out) == 0 else out
+    return v.scalar_or_array(out)
 
 
 def h_projector(problem, w):
@@ -140,11 +138,8 @@ def step_jacobian(problem, lr, lr_a, a, w, h=1e-6):
 
     Parameters
     ----------
-    problem : OLS
-    lr, lr_a : float, > 0
-        The steps ε of w and ε_a of a.
-    a : float
-    w : array_like, shape (d,), nonzero
+    problem, lr, lr_a, a, w
+        As in :func:`linear_map`.
     h : float, > 0
         The difference step.
 
@@ -284,8 +279,7 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
             lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
         return 0.5 * (lo + hi)
 
-    out = root(lam[-2], lam[-1]) / root(lam[0], lam[1])
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(root(lam[-2], lam[-1]) / root(lam[0], lam[1]))
 
 
 def wn_jacobian(H, u_star, lr, lr_a, s=1.0) -> np.ndarray:
@@ -531,9 +525,6 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     with np.errstate(invalid="ignore", divide="ignore"):
         decayed = first >= min_decay * last
     steady = (n_fit >= min_points) & ~diverged & agree & decayed
-    rate = np.exp(slope / power)
-
-    def out(x):
-        return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
-
-    return Contraction(rate=out(rate), steady=out(steady), points=out(n_fit), diverged=out(diverged))
+    rate, steady, n_fit, diverged = (v.scalar_or_array(x, None)
+                                     for x in (np.exp(slope / power), steady, n_fit, diverged))
+    return Contraction(rate=rate, steady=steady, points=n_fit, diverged=diverged)

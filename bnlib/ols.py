@@ -72,8 +72,8 @@ class OLS:
         J* = ½ (c − u*ᵀ H u*), the minimum of J0 and of J.
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
-
-    The property :attr:`excess_at_zero` is J0(0) − J*, the natural scale of an excess loss.
+    excess_at_zero : float
+        J0(0) − J*, the natural scale of an excess loss (a property).
 
     Raises
     ------
@@ -101,10 +101,7 @@ class OLS:
 
     @classmethod
     def _eigenbasis(cls, eigvals, g, c) -> OLS:
-        """Build the problem with H = diag(eigvals), for validated ``eigvals`` > 0 and ``g`` (d,).
-
-        O(d) work besides writing H: no dense check or eigendecomposition.
-        """
+        """Build the problem with H = diag(eigvals) in O(d): ``eigvals`` > 0 and ``g`` (d,) are valid."""
         self = object.__new__(cls)
         H = np.zeros((eigvals.size, eigvals.size))
         np.fill_diagonal(H, eigvals)
@@ -189,9 +186,7 @@ class OLS:
         if d == 1 and kappa != 1:
             raise ValueError(f"kappa must be 1 when d = 1, got {kappa}")
         seed = v.count(seed, "seed", minimum=0)
-        noise = float(v.finite_array(noise, "noise"))
-        if noise < 0:
-            raise ValueError(f"noise must be >= 0, got {noise}")
+        noise = float(v.nonnegative_array(noise, "noise"))
         rng = np.random.default_rng(seed)
         Q = random_rotation(d, rng)
         lam = np.logspace(0.0, np.log10(kappa), d)
@@ -369,9 +364,7 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
     if lam.ndim != 1 or lam.size == 0:
         raise ValueError(f"eigvals must be a non-empty 1-D array, got shape {lam.shape}")
     seed = v.count(seed, "seed", minimum=0)
-    noise = float(v.finite_array(noise, "noise"))
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    noise = float(v.nonnegative_array(noise, "noise"))
     signal = v.positive_scalar(signal, "signal")
     d = lam.size
     u = signal * np.random.default_rng(seed).standard_normal(d) / np.sqrt(d)
@@ -464,9 +457,6 @@ def normalized_grad(A, W, HW, wg, w2, n2, g, *, euclidean=False, out=None, d_out
 
 
 def normalized_excess(dA, t, uG, wG, w2=None, n2=None):
-    """Compute J − J* = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ (u*ᵀG − t wᵀG).
-
-    Give ``w2`` and ``n2`` for weight normalization (for BN the ratio is 1).
-    """
+    """Compute J − J* = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ (u*ᵀG − t wᵀG) (``w2``, ``n2``: WN only)."""
     first = dA * dA if w2 is None else dA * dA * (w2 / n2)
     return 0.5 * (first + (uG - t * wG))

@@ -181,12 +181,8 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
 
     Parameters
     ----------
-    data : bnlib.nn.Digits
-    lr_a : array_like, shape (A,)
-    epochs : int
-    seeds : sequence of int
-    lr : array_like or None
-        Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
+    data, lr_a, epochs, seeds, lr
+        As in :func:`softmax_quadratic` (here ``epochs`` defaults to :data:`LONG_EPOCHS`).
 
     Returns
     -------

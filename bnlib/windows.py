@@ -146,7 +146,7 @@ def crossing_width(y, lr, level, axis=-1):
     frac = np.clip(frac, 0.0, 1.0)
     part = np.where(in0 & in1, 1.0, np.where(in0, frac, np.where(in1, 1.0 - frac, 0.0)))
     width = np.sum(part * dx, axis=-1)
-    return float(width) if width.ndim == 0 else width
+    return v.scalar_or_array(width)
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,6 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     w_bn = crossing_width(_log10(rel_bn), lr, np.log10(tol), axis=-2)
     w_gd = rel_gd = None
     if gd:
-        # one extra run per problem just below GD's edge 2/λ_max, where it neither converges
-        # nor diverges: the crossing next to divergence is then interpolated, not cut at the grid
         edge = np.array([theory.gd_lr_max(p.H) for p in problems]) * (1 - 1e-9)
         lr_gd = np.concatenate([np.broadcast_to(lr, (S, lr.size)), edge[:, None]], axis=1)
         run = gd_stack(problems, lr_gd, K, record="loss")
@@ -518,14 +516,16 @@ def window_decades(runs, threshold):
     ValueError
         As :func:`bnlib.windows.log_width` of ``accuracy >= threshold``.
     """
+    return {name: log_width(acc >= threshold, runs[name].lr.reshape(-1, acc.shape[-1])[0])
+            for name, acc in _seed_mean_accuracy(runs).items()}   # nan (all diverged): outside
+
+
+def _seed_mean_accuracy(runs):
+    """Per variant of ``runs`` (a dict), test accuracy averaged over seeds (``nan`` if diverged)."""
     if not isinstance(runs, dict):
         raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
-    out = {}
-    for name, run in runs.items():
-        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
-        grid = run.lr.reshape(-1, acc.shape[-1])[0]
-        out[name] = log_width(acc >= threshold, grid)  # nan (all seeds diverged): outside
-    return out
+    return {name: np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+            for name, run in runs.items()}
 
 
 def window_margin(runs, threshold):
@@ -555,13 +555,7 @@ def window_margin(runs, threshold):
     ValueError
         If ``threshold`` is not finite.
     """
-    if not isinstance(runs, dict):
-        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    accs = _seed_mean_accuracy(runs)
     threshold = float(v.finite_array(threshold, "threshold"))
-    out = {}
-    for name, run in runs.items():
-        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
-        gap = np.where(np.isnan(acc), np.inf, np.abs(acc - threshold))
-        margin = gap.min(axis=-1)
-        out[name] = float(margin) if margin.ndim == 0 else margin
-    return out
+    return {name: v.scalar_or_array(np.where(np.isnan(acc), np.inf, np.abs(acc - threshold)).min(axis=-1))
+            for name, acc in accs.items()}
