@@ -489,8 +489,7 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     rel_floor = v.positive_scalar(rel_floor, "rel_floor")
     if rel_floor >= 1:
         raise ValueError(f"rel_floor must be in (0, 1), got {rel_floor}")
-    if floor is not None:
-        floor = v.positive_scalar(floor, "floor")
+    floor = None if floor is None else v.positive_scalar(floor, "floor")
     tail = v.positive_scalar(tail, "tail")
     if tail > 1:
         raise ValueError(f"tail must be in (0, 1], got {tail}")

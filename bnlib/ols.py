@@ -115,15 +115,9 @@ class OLS:
                 f"c must be >= g^T H^-1 g = {explained:.6g} (E[y^2] cannot be smaller than the "
                 f"variance explained by x), got c = {c:.6g}"
             )
-        for name, value in (
-            ("H", _readonly(H)),
-            ("g", _readonly(g)),
-            ("c", c),
-            ("d", H.shape[0]),
-            ("u_star", _readonly(u_star)),
-            ("min_loss", max(0.5 * (c - explained), 0.0)),
-            ("eigvals", _readonly(eigvals)),
-        ):
+        values = dict(H=_readonly(H), g=_readonly(g), c=c, d=H.shape[0], u_star=_readonly(u_star),
+                      min_loss=max(0.5 * (c - explained), 0.0), eigvals=_readonly(eigvals))
+        for name, value in values.items():
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):

@@ -123,9 +123,8 @@ def fmt(x, digits: int = 3) -> str:
 def bound(x, limit: float) -> str:
     """Check ``|x| < limit`` and return the bound as text, e.g. ``'< 1e-12'``.
 
-    Use it for rounding-level quantities (differences of 1e-16, residuals, excesses near
-    machine precision): their value changes from machine to machine, the bound does not.
-    ``nan`` fails the check.
+    For rounding-level quantities, whose value changes from machine to machine while the
+    bound does not (see the module's description). ``nan`` fails the check.
 
     Parameters
     ----------

@@ -4,11 +4,9 @@
 
 - :func:`~bnlib.symbolic.bn_ols_calculus` — the matrix calculus of the BN loss
   J(a, w) = ½ (c − 2 a p/√q + a²) with p = wᵀg and q = wᵀHw (chapters 04-07).
-- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data.
-
-The population losses of the book are expectations of polynomials of degree two in the data
-(x, y). With E[x] = 0 such an expectation is fixed by the moments H = E[x xᵀ], g = E[x y]
-and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replacement term by term.
+- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data: the
+  book's population losses are expectations of polynomials of degree two in (x, y), which
+  with E[x] = 0 are fixed by H = E[x xᵀ], g = E[x y] and c = E[y²].
 """
 
 from __future__ import annotations
@@ -165,9 +163,8 @@ def bn_ols_calculus() -> BNOLSCalculus:
     """Return the symbols and helpers for deriving with J(a, w) = ½ (c − 2 a wᵀg/‖w‖_H + a²).
 
     The loss is written through two scalars, p = wᵀg and q = wᵀHw, so that gradients in w
-    follow from the chain rule ``grad_w(f) = ∂f/∂p ∇p + ∂f/∂q ∇q`` with ∇p = g and ∇q = 2Hw,
-    which sympy's matrix calculus supplies (``grad_p``, ``grad_q``). The names printed by
-    sympy are ``w``, ``g``, ``H``, ``u^*``, ``a``, ``c``, ``p``, ``q``, ``d``.
+    follow from the chain rule (:meth:`BNOLSCalculus.grad_w`). The names printed by sympy
+    are ``w``, ``g``, ``H``, ``u^*``, ``a``, ``c``, ``p``, ``q``, ``d``.
 
     Returns
     -------

@@ -120,9 +120,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
 
 
 def kappa_star(H, u_star):
-    """Effective condition number κ* = λ*_max / λ*_min over the nonzero eigenvalues of H*.
-
-    It is 1 when d = 1.
+    """Effective condition number κ* = λ*_max/λ*_min over the nonzero eigenvalues of H* (1 if d = 1).
 
     Returns
     -------
@@ -341,10 +339,9 @@ def wn_effective_hessian(H, u_star) -> np.ndarray:
 
 
 def wn_effective_eigvals(H, u_star) -> np.ndarray:
-    """Return the d − 1 eigenvalues of P H P on û⊥, ascending.
+    """Return the d − 1 eigenvalues of P H P on û⊥, ascending (the structural zero dropped).
 
-    By Cauchy interlacing they lie in [λ_min, λ_max] > 0, so the structural zero is the
-    smallest and is dropped.
+    By Cauchy interlacing they lie in [λ_min, λ_max] > 0, as for :func:`effective_eigvals`.
 
     Returns
     -------
@@ -379,8 +376,8 @@ def wn_rate(H, u_star, lr_eff, lr_a):
 
     Parameters
     ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
+    H, u_star
+        As in :func:`wn_effective_hessian`.
     lr_eff : float or array_like, > 0
         ε̂ = ε a*²/‖w*‖² (Euclidean norm).
     lr_a : float or array_like, > 0
@@ -411,8 +408,8 @@ def wn_kappa_eff(H, u_star, ratio):
 
     Parameters
     ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
+    H, u_star
+        As in :func:`wn_effective_hessian`.
     ratio : float or array_like, > 0
 
     Returns

@@ -265,8 +265,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
             order = np.argsort(lr_gd[s, keep])
             w_gd[s] = crossing_width(_log10(rel_all[s, keep][order]), lr_gd[s, keep][order],
                                      np.log10(tol), axis=0)
-    one = np.ndim(steps) == 0                       # a single budget: no budget axis
-    if one:
+    if np.ndim(steps) == 0:                         # a single budget: no budget axis
         budgets, rel_bn, w_bn = int(budgets[0]), rel_bn[..., 0], w_bn[..., 0]
         if gd:
             rel_gd, w_gd = rel_gd[..., 0], w_gd[..., 0]
@@ -545,8 +544,7 @@ def window_margin(runs, threshold):
     Returns
     -------
     dict
-        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n));
-        ``inf`` if every point diverged.
+        As for :func:`window_decades`; ``inf`` if every point diverged.
 
     Raises
     ------
