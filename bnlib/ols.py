@@ -72,8 +72,6 @@ class OLS:
         J* = ½ (c − u*ᵀ H u*), the minimum of J0 and of J.
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
-    excess_at_zero : float
-        J0(0) − J*, the natural scale of an excess loss (a property).
 
     Raises
     ------
