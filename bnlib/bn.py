@@ -160,11 +160,7 @@ def batch_std_mean(batch):
     """
     from math import lgamma
 
-    b = np.asarray(batch)
-    if b.dtype == bool or not np.issubdtype(b.dtype, np.integer):
-        raise TypeError(f"batch must hold integers, got {b.dtype}")
-    if np.any(b < 2):
-        raise ValueError(f"batch must be >= 2 everywhere, got minimum {int(b.min())}")
+    b = v.batch_sizes(batch)
     lg = np.vectorize(lgamma, otypes=[float])
     out = np.sqrt(2.0 / b) * np.exp(lg(b / 2.0) - lg((b - 1) / 2.0))
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(out)

@@ -9,10 +9,9 @@ so the decay shrinks ‖w‖ and the gradient grows it: the two balance at an eq
 full batch the gradient vanishes near a minimiser, the effective step ε̂ = ε a²/‖w‖²_H grows
 until the stability edge ε̂ λ*_max = 2 holds it, and the excess stops at a floor whose
 leading order is :func:`bnlib.theory.floor_leading`. With mini-batches the noise keeps the gradient
-alive, and the angle between consecutive weights settles at :func:`bnlib.theory.angular_equilibrium`.
-
-:func:`floor_sweep` and :func:`decay_windows` are the two measurements of the weight-decay
-chapter; :func:`angular_update` measures the angle between consecutive weights.
+alive, and the angle between consecutive weights (:func:`angular_update`) settles at
+:func:`bnlib.theory.angular_equilibrium`. The chapter's two measurements are :func:`floor_sweep`
+and :func:`decay_windows`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import numpy as np
 from . import PUBLIC
 from . import checks as v
 from .descent import divergence_limit, masked
-from .ols import OLS, normalized_excess, normalized_grad
+from .ols import check_problem, normalized_excess, normalized_grad
 
 __all__ = list(PUBLIC["flow"])
 
@@ -42,9 +42,8 @@ class FlowRun:
     w_norm : numpy.ndarray, shape (n+1, B...)
         Euclidean norm ‖w(t)‖, constant along the exact flow.
     diverged : bool or numpy.ndarray of bool, shape B
-        True for runs whose state stopped being finite or whose loss exceeded ``blowup``
-        times its start (the exact flow never increases J, so this only happens with a far
-        too large step).
+        True for runs stopped by ``blowup`` (see :func:`~bnlib.flow.bn_flow`); the exact flow
+        never increases J, so this only happens with a far too large step.
     """
 
     t: np.ndarray
@@ -110,8 +109,7 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=1.0, blowup=1e10):
         ``a0`` is not finite, ``w0`` has the wrong shape, is not finite or is zero, or shapes
         do not broadcast.
     """
-    if not isinstance(problem, OLS):
-        raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
+    check_problem(problem)
     t_end = v.positive_scalar(t_end, "t_end")
     steps = v.count(steps, "steps", minimum=1)
     a0 = v.finite_array(a0, "a0")

@@ -11,10 +11,8 @@ H-orthogonal projector off w_k: the scale a corrects the component along w_k (fa
 w_k (:func:`linear_map`). At a minimiser w ∥ u* and P H P has the nonzero spectrum of the
 effective Hessian H* of :mod:`bnlib.theory`.
 
-At a saddle (a = 0, wᵀg = 0) the same kind of linearisation, in the two scalars a and
-p = wᵀg, gives the 2×2 matrix [[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]; its larger
-eigenvalue exceeds 1 for every ε, ε_a > 0, so every saddle repels BNGD
-(:func:`saddle_multipliers`).
+At a saddle (a = 0, wᵀg = 0) the same kind of linearisation shows that every saddle repels
+BNGD (:func:`saddle_multipliers`).
 
 GD's speed depends on what is asked of it: ε_opt gives the best asymptotic contraction,
 but the fewest steps to a tolerance can need another step
@@ -53,7 +51,7 @@ def _steps_and_weight(problem, lr, lr_a, w):
 
 
 def effective_step(problem, lr, a, w):
-    """The effective step ε̂ = ε a²/‖w‖²_H of BNGD at the state (a, w).
+    """Return the effective step ε̂ = ε a²/‖w‖²_H of BNGD at the state (a, w).
 
     Parameters
     ----------
@@ -79,7 +77,7 @@ def effective_step(problem, lr, a, w):
     if np.any(n2 <= 0):
         raise ValueError("w must be nonzero")
     out = lr * a**2 / n2
-    return float(out) if np.ndim(out) == 0 else out
+    return v.scalar_or_array(out)
 
 
 def h_projector(problem, w):
@@ -106,7 +104,7 @@ def h_projector(problem, w):
 
 
 def linear_map(problem, lr, lr_a, a, w):
-    """The matrix M_k with u_{k+1} − u* ≈ M_k (u_k − u*) for one BNGD step from (a, w).
+    """Return the matrix M_k with u_{k+1} − u* ≈ M_k (u_k − u*) for one BNGD step from (a, w).
 
     M = I − ε_a (I − P) − ε̂ P H P with P = :func:`h_projector` (w) and ε̂ =
     :func:`effective_step`. The error left is second order in u − u*.
@@ -140,11 +138,8 @@ def step_jacobian(problem, lr, lr_a, a, w, h=1e-6):
 
     Parameters
     ----------
-    problem : OLS
-    lr, lr_a : float, > 0
-        The steps ε of w and ε_a of a.
-    a : float
-    w : array_like, shape (d,), nonzero
+    problem, lr, lr_a, a, w
+        As in :func:`linear_map`.
     h : float, > 0
         The difference step.
 
@@ -203,7 +198,7 @@ def mode_coordinates(problem, u):
 
 
 def saddle_multipliers(problem, lr, lr_a, w):
-    """The two nontrivial eigenvalues of one BNGD step linearised at the saddle (0, w).
+    """Return the two nontrivial eigenvalues of one BNGD step linearised at the saddle (0, w).
 
     At a = 0 and wᵀg = 0 the state is a fixed point of BNGD. To first order in a and
     p = wᵀg, one step maps (a, p) by ``[[1 − ε_a, ε_a/‖w‖_H], [ε‖g‖²/‖w‖_H, 1]]`` (the
@@ -284,13 +279,13 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
             lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
         return 0.5 * (lo + hi)
 
-    out = root(lam[-2], lam[-1]) / root(lam[0], lam[1])
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(root(lam[-2], lam[-1]) / root(lam[0], lam[1]))
 
 
 def wn_jacobian(H, u_star, lr, lr_a, s=1.0) -> np.ndarray:
-    """Jacobian of one WNGD step at the minimiser (a*, w*) = (‖u*‖, s û), in the variables
-    (a, w_1, …, w_d):
+    """Jacobian of one WNGD step at the minimiser (a*, w*) = (‖u*‖, s û).
+
+    In the variables (a, w_1, …, w_d) it is
 
         I − diag(ε_a, ε I) M,  M = [[ûᵀHû, (a*/s) ûᵀHP], [(a*/s) PHû, (a*/s)² PHP]].
 
@@ -356,8 +351,10 @@ class Acceleration:
 
 
 def compare_acceleration(problem, lr, a0, w0, tol, max_steps, lr_a=1.0):
-    """Steps to J − J* <= tol: BNGD over step sizes ``lr`` against GD at ε_opt and at its
-    best step for this tolerance, from the same w0; plus the asymptotic ratio.
+    """Count the steps to J − J* <= tol of BNGD and GD from the same w0.
+
+    BNGD runs over the step sizes ``lr``; GD runs at ε_opt and at its best step for this
+    tolerance. The asymptotic ratio of step counts comes too.
 
     Parameters
     ----------
@@ -492,8 +489,7 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     rel_floor = v.positive_scalar(rel_floor, "rel_floor")
     if rel_floor >= 1:
         raise ValueError(f"rel_floor must be in (0, 1), got {rel_floor}")
-    if floor is not None:
-        floor = v.positive_scalar(floor, "floor")
+    floor = None if floor is None else v.positive_scalar(floor, "floor")
     tail = v.positive_scalar(tail, "tail")
     if tail > 1:
         raise ValueError(f"tail must be in (0, 1], got {tail}")
@@ -528,9 +524,6 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     with np.errstate(invalid="ignore", divide="ignore"):
         decayed = first >= min_decay * last
     steady = (n_fit >= min_points) & ~diverged & agree & decayed
-    rate = np.exp(slope / power)
-
-    def out(x):
-        return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
-
-    return Contraction(rate=out(rate), steady=out(steady), points=out(n_fit), diverged=out(diverged))
+    rate, steady, n_fit, diverged = (v.scalar_or_array(x, None)
+                                     for x in (np.exp(slope / power), steady, n_fit, diverged))
+    return Contraction(rate=rate, steady=steady, points=n_fit, diverged=diverged)

@@ -40,7 +40,7 @@ __all__ = list(PUBLIC["ols"])
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
-    """A read-only float64 array; a fresh float64 array of its own is frozen without a copy."""
+    """Return a read-only float64 array; a fresh float64 array of its own is frozen without a copy."""
     if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.base is None and a.flags.owndata):
         a = np.array(a, dtype=np.float64, copy=True)
     a.setflags(write=False)
@@ -73,8 +73,6 @@ class OLS:
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
 
-    The property :attr:`excess_at_zero` is J0(0) − J*, the natural scale of an excess loss.
-
     Raises
     ------
     TypeError
@@ -101,8 +99,7 @@ class OLS:
 
     @classmethod
     def _eigenbasis(cls, eigvals, g, c) -> OLS:
-        """The problem with H = diag(eigvals), for validated ``eigvals`` > 0 and ``g`` (d,):
-        O(d) work besides writing H, no dense check or eigendecomposition."""
+        """Build the problem with H = diag(eigvals) in O(d): ``eigvals`` > 0 and ``g`` (d,) are valid."""
         self = object.__new__(cls)
         H = np.zeros((eigvals.size, eigvals.size))
         np.fill_diagonal(H, eigvals)
@@ -116,24 +113,21 @@ class OLS:
                 f"c must be >= g^T H^-1 g = {explained:.6g} (E[y^2] cannot be smaller than the "
                 f"variance explained by x), got c = {c:.6g}"
             )
-        for name, value in (
-            ("H", _readonly(H)),
-            ("g", _readonly(g)),
-            ("c", c),
-            ("d", H.shape[0]),
-            ("u_star", _readonly(u_star)),
-            ("min_loss", max(0.5 * (c - explained), 0.0)),
-            ("eigvals", _readonly(eigvals)),
-        ):
+        values = dict(H=_readonly(H), g=_readonly(g), c=c, d=H.shape[0], u_star=_readonly(u_star),
+                      min_loss=max(0.5 * (c - explained), 0.0), eigvals=_readonly(eigvals))
+        for name, value in values.items():
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
+        """Refuse to set an attribute: an OLS problem is immutable."""
         raise AttributeError(f"OLS is immutable; cannot set {name!r}")
 
     def __delattr__(self, name):
+        """Refuse to delete an attribute: an OLS problem is immutable."""
         raise AttributeError(f"OLS is immutable; cannot delete {name!r}")
 
     def __repr__(self) -> str:
+        """Return ``OLS(d=…, eigenvalues in […, …], min_loss=…)``."""
         lam = self.eigvals
         return (f"OLS(d={self.d}, eigenvalues in [{lam[0]:.4g}, {lam[-1]:.4g}], "
                 f"min_loss={self.min_loss:.4g})")
@@ -149,7 +143,7 @@ class OLS:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def random(cls, d, kappa, seed, noise=1.0) -> OLS:
-        """A random problem with a prescribed spectrum.
+        """Draw a random problem with a prescribed spectrum.
 
         ``H = Q diag(λ) Qᵀ`` with Q a uniformly random orthogonal matrix (QR of a Gaussian
         matrix, signs fixed) and λ log-spaced in [1, κ]; ``u* ~ N(0, I_d / d)`` so that
@@ -184,9 +178,7 @@ class OLS:
         if d == 1 and kappa != 1:
             raise ValueError(f"kappa must be 1 when d = 1, got {kappa}")
         seed = v.count(seed, "seed", minimum=0)
-        noise = float(v.finite_array(noise, "noise"))
-        if noise < 0:
-            raise ValueError(f"noise must be >= 0, got {noise}")
+        noise = float(v.nonnegative_array(noise, "noise"))
         rng = np.random.default_rng(seed)
         Q = random_rotation(d, rng)
         lam = np.logspace(0.0, np.log10(kappa), d)
@@ -315,20 +307,20 @@ class OLS:
         return dJ_da, -(a * rn)[..., None] * G
 
     def bn_to_ols(self, a, w) -> np.ndarray:
-        """The OLS weight u = a w / ‖w‖_H that (a, w) represents: J(a, w) = J0(u)."""
+        """Return the OLS weight u = a w / ‖w‖_H that (a, w) represents: J(a, w) = J0(u)."""
         a, w, _, n2 = self._aw(a, w)
         return (a / np.sqrt(n2))[..., None] * w
 
 
 def check_problem(problem):
-    """The problem, after checking that it is a :class:`OLS` (a ``TypeError`` if not)."""
+    """Return the problem after checking that it is a :class:`OLS` (a ``TypeError`` if not)."""
     if not isinstance(problem, OLS):
         raise TypeError(f"problem must be a bnlib.OLS, got {type(problem).__name__}")
     return problem
 
 
 def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
-    """An OLS problem with H = diag(eigvals) and a random solution u*.
+    """Build an OLS problem with H = diag(eigvals) and a random solution u*.
 
     ``u* = signal · z / sqrt(d)`` with ``z ~ N(0, I_d)`` from
     ``numpy.random.default_rng(seed)``, so ``‖u*‖ ≈ signal``; ``g = H u*`` and
@@ -364,9 +356,7 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
     if lam.ndim != 1 or lam.size == 0:
         raise ValueError(f"eigvals must be a non-empty 1-D array, got shape {lam.shape}")
     seed = v.count(seed, "seed", minimum=0)
-    noise = float(v.finite_array(noise, "noise"))
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    noise = float(v.nonnegative_array(noise, "noise"))
     signal = v.positive_scalar(signal, "signal")
     d = lam.size
     u = signal * np.random.default_rng(seed).standard_normal(d) / np.sqrt(d)
@@ -375,9 +365,10 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
 
 
 def random_rotation(d, seed, *, batch=()):
-    """A uniformly random d×d rotation: Q of the QR factorisation of a Gaussian matrix with
-    the signs of its columns fixed (Q ← Q · sign(diag R)), so the draw is unique and
-    Haar-distributed on the orthogonal group.
+    """Draw a uniformly random d×d rotation.
+
+    Q of the QR factorisation of a Gaussian matrix with the signs of its columns fixed
+    (Q ← Q · sign(diag R)), so the draw is unique and Haar-distributed on the orthogonal group.
 
     Parameters
     ----------
@@ -416,7 +407,7 @@ def random_rotation(d, seed, *, batch=()):
 
 
 def normalized_grad(A, W, HW, wg, w2, n2, g, *, euclidean=False, out=None, d_out=None):
-    """The gradient terms at a batch of states (a, w).
+    """Compute the gradient terms at a batch of states (a, w).
 
     Parameters
     ----------
@@ -458,7 +449,6 @@ def normalized_grad(A, W, HW, wg, w2, n2, g, *, euclidean=False, out=None, d_out
 
 
 def normalized_excess(dA, t, uG, wG, w2=None, n2=None):
-    """J − J* = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ (u*ᵀG − t wᵀG); give ``w2`` and ``n2`` for
-    weight normalization (for BN the ratio is 1)."""
+    """Compute J − J* = ½ (∂_a J)² ‖w‖²_M/‖w‖²_H + ½ (u*ᵀG − t wᵀG) (``w2``, ``n2``: WN only)."""
     first = dA * dA if w2 is None else dA * dA * (w2 / n2)
     return 0.5 * (first + (uG - t * wG))

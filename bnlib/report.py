@@ -35,7 +35,7 @@ __all__ = list(PUBLIC["report"])
 
 
 def _scalar(x, name: str) -> float | int:
-    """A real scalar (Python, numpy or 0-d array) as a Python int or float."""
+    """Return a real scalar (Python, numpy or 0-d array) as a Python int or float."""
     if isinstance(x, np.ndarray):
         if x.ndim != 0:
             raise TypeError(f"{name} must be a scalar, got an array of shape {x.shape}")
@@ -123,9 +123,8 @@ def fmt(x, digits: int = 3) -> str:
 def bound(x, limit: float) -> str:
     """Check ``|x| < limit`` and return the bound as text, e.g. ``'< 1e-12'``.
 
-    Use it for rounding-level quantities (differences of 1e-16, residuals, excesses near
-    machine precision): their value changes from machine to machine, the bound does not.
-    ``nan`` fails the check.
+    For rounding-level quantities, whose value changes from machine to machine while the
+    bound does not (see the module's description). ``nan`` fails the check.
 
     Parameters
     ----------

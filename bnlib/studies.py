@@ -21,7 +21,7 @@ __all__ = list(PUBLIC["studies"])
 
 
 def lr_study(kappa, d=100, n_seeds=5, seed=2024):
-    """The problems and starts of the book's learning-rate study (chapter 6).
+    """Build the problems and starts of the book's learning-rate study (chapter 6).
 
     Problem ``s`` (s = 0, …, n_seeds − 1) is :func:`bnlib.ols.eigen_problem` with
     H = diag(logspace(0, log10 κ, d)) and seed ``s``; BNGD's starts are unit vectors, row ``s``
@@ -102,7 +102,7 @@ def standard_windows(kappa=100.0, *, d=100, n_seeds=5, per_decade=4) -> Windows:
 
 
 def standard_decay():
-    """The weight-decay chapter's two measurements at its settings (the summary's row).
+    """Run the weight-decay chapter's two measurements at its settings (the summary's row).
 
     The problem: d = 20, eigenvalues log-spaced in [1, 100] (κ = 100), u* from seed 0
     (:func:`~bnlib.ols.eigen_problem`), a unit random start (seed 1), a0 = 1, ε_a = 1.
@@ -142,7 +142,7 @@ LONG_EPOCHS = 30
 
 
 def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
-    """The study's main experiment: softmax regression 64 → 10 with the quadratic loss.
+    """Run the study's main experiment: softmax regression 64 → 10 with the quadratic loss.
 
     The three variants of :func:`bnlib.nn.train_variants` (``"gd"``, ``"bn"``, ``"bn_split"``) on the
     grid :data:`SOFTMAX_LR` (or ``lr``), with the study's seeds and epochs.
@@ -173,7 +173,7 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
 
 
 def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
-    """The ``"bn_split"`` variant of :func:`~bnlib.studies.softmax_quadratic` alone, final parameters kept.
+    """Run the ``"bn_split"`` variant of :func:`~bnlib.studies.softmax_quadratic` alone, keeping parameters.
 
     Seed by seed the same starts and mini-batches as :func:`softmax_quadratic`, so for an
     ε_a that both ran the numbers agree; the kept parameters feed
@@ -181,12 +181,8 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
 
     Parameters
     ----------
-    data : bnlib.nn.Digits
-    lr_a : array_like, shape (A,)
-    epochs : int
-    seeds : sequence of int
-    lr : array_like or None
-        Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
+    data, lr_a, epochs, seeds, lr
+        As in :func:`softmax_quadratic` (here ``epochs`` defaults to :data:`LONG_EPOCHS`).
 
     Returns
     -------

@@ -4,11 +4,9 @@
 
 - :func:`~bnlib.symbolic.bn_ols_calculus` — the matrix calculus of the BN loss
   J(a, w) = ½ (c − 2 a p/√q + a²) with p = wᵀg and q = wᵀHw (chapters 04-07).
-- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data.
-
-The population losses of the book are expectations of polynomials of degree two in the data
-(x, y). With E[x] = 0 such an expectation is fixed by the moments H = E[x xᵀ], g = E[x y]
-and c = E[y²]; :func:`~bnlib.symbolic.expect_quadratic` performs that replacement term by term.
+- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data: the
+  book's population losses are expectations of polynomials of degree two in (x, y), which
+  with E[x] = 0 are fixed by H = E[x xᵀ], g = E[x y] and c = E[y²].
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ __all__ = list(PUBLIC["symbolic"])
 
 
 def symmetric_matrix(name: str, d: int) -> sp.Matrix:
-    """A d×d symmetric matrix of real symbols ``name11, name12, ...`` (``name_ij = name_ji``)."""
+    """Return a d×d symmetric matrix of real symbols ``name11, name12, ...`` (``name_ij = name_ji``)."""
     d = v.count(d, "d", minimum=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
@@ -34,7 +32,7 @@ def symmetric_matrix(name: str, d: int) -> sp.Matrix:
 
 
 def vector(name: str, d: int) -> sp.Matrix:
-    """A column of d real symbols ``name1 … named``."""
+    """Return a column of d real symbols ``name1 … named``."""
     d = v.count(d, "d", minimum=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
@@ -162,12 +160,11 @@ class BNOLSCalculus:
 
 
 def bn_ols_calculus() -> BNOLSCalculus:
-    """The symbols and helpers for deriving with J(a, w) = ½ (c − 2 a wᵀg/‖w‖_H + a²).
+    """Return the symbols and helpers for deriving with J(a, w) = ½ (c − 2 a wᵀg/‖w‖_H + a²).
 
     The loss is written through two scalars, p = wᵀg and q = wᵀHw, so that gradients in w
-    follow from the chain rule ``grad_w(f) = ∂f/∂p ∇p + ∂f/∂q ∇q`` with ∇p = g and ∇q = 2Hw,
-    which sympy's matrix calculus supplies (``grad_p``, ``grad_q``). The names printed by
-    sympy are ``w``, ``g``, ``H``, ``u^*``, ``a``, ``c``, ``p``, ``q``, ``d``.
+    follow from the chain rule (:meth:`BNOLSCalculus.grad_w`). The names printed by sympy
+    are ``w``, ``g``, ``H``, ``u^*``, ``a``, ``c``, ``p``, ``q``, ``d``.
 
     Returns
     -------
@@ -220,12 +217,12 @@ class _BookLatexPrinter(LatexPrinter):
 
 
 def book_latex(expr, **settings) -> str:
-    """LaTeX of a sympy expression in the book's notation (``book/notation.md``).
+    r"""Return the LaTeX of a sympy expression in the book's notation (``book/notation.md``).
 
     Like ``sympy.latex``, except that the identity matrix prints as ``I`` (not
-    ``\\mathbb{I}``), a zero matrix as ``0``, a transpose as ``^{\\top}``, and a sum of matrix
+    ``\mathbb{I}``), a zero matrix as ``0``, a transpose as ``^{\top}``, and a sum of matrix
     terms lists its positive terms first (``H - ...`` rather than ``- ... + H``). Symbols
-    named ``varepsilon`` print as ``\\varepsilon`` (ε), as with ``sympy.latex``.
+    named ``varepsilon`` print as ``\varepsilon`` (ε), as with ``sympy.latex``.
 
     Parameters
     ----------

@@ -26,17 +26,13 @@ def _eig(H):
     return v.spd(H, "H", stack=True)[1]
 
 
-def _out(x):
-    return v.scalar_or_array(x)
-
-
 def gd_lr_max(H) -> float:
-    """The stability edge 2/λ_max of GD: it converges from every start iff ε < this."""
+    """Return the stability edge 2/λ_max of GD: it converges from every start iff ε < this."""
     return 2.0 / _eig(H)[-1]
 
 
 def gd_lr_opt(H) -> float:
-    """The best constant GD step 2/(λ_max + λ_min)."""
+    """Return the best constant GD step 2/(λ_max + λ_min)."""
     lam = _eig(H)
     return 2.0 / (lam[-1] + lam[0])
 
@@ -56,7 +52,7 @@ def gd_rate(H, lr):
     """
     lam = _eig(H)
     lr = v.positive_array(lr, "lr")
-    return _out(np.max(np.abs(1.0 - lr[..., None] * lam), axis=-1))
+    return v.scalar_or_array(np.max(np.abs(1.0 - lr[..., None] * lam), axis=-1))
 
 
 def kappa(H):
@@ -72,7 +68,7 @@ def kappa(H):
     float or numpy.ndarray, shape S
     """
     lam = _eig(H)
-    return _out(lam[..., -1] / lam[..., 0])
+    return v.scalar_or_array(lam[..., -1] / lam[..., 0])
 
 
 def _u(H, u_star):
@@ -111,7 +107,7 @@ def effective_hessian(H, u_star) -> np.ndarray:
 
 
 def effective_eigvals(H, u_star) -> np.ndarray:
-    """The d − 1 nonzero eigenvalues of H*, ascending (empty when d = 1).
+    """Return the d − 1 nonzero eigenvalues of H*, ascending (empty when d = 1).
 
     H* u* = 0 and, by interlacing, every other eigenvalue lies in [λ_min, λ_max] > 0, so the
     smallest computed eigenvalue is the structural zero and is dropped.
@@ -124,8 +120,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
 
 
 def kappa_star(H, u_star):
-    """Effective condition number κ* = λ*_max / λ*_min over the nonzero eigenvalues of H*
-    (1 when d = 1).
+    """Effective condition number κ* = λ*_max/λ*_min over the nonzero eigenvalues of H* (1 if d = 1).
 
     Returns
     -------
@@ -133,8 +128,8 @@ def kappa_star(H, u_star):
     """
     lam = effective_eigvals(H, u_star)
     if lam.shape[-1] == 0:
-        return _out(np.ones(lam.shape[:-1]))
-    return _out(lam[..., -1] / lam[..., 0])
+        return v.scalar_or_array(np.ones(lam.shape[:-1]))
+    return v.scalar_or_array(lam[..., -1] / lam[..., 0])
 
 
 def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
@@ -159,7 +154,7 @@ def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
     lr_a = v.positive_array(lr_a, "lr_a")
     w_part = (np.max(np.abs(1.0 - lr_eff[..., None] * lam), axis=-1) if lam.size
               else np.zeros(lr_eff.shape))
-    return _out(np.maximum(np.abs(1.0 - lr_a), w_part))
+    return v.scalar_or_array(np.maximum(np.abs(1.0 - lr_a), w_part))
 
 
 def _modes(problem, w0):
@@ -199,7 +194,7 @@ def gd_excess(problem, lr, k, w0):
         log_f = np.log(np.abs(1.0 - lr[..., None] * lam))
         terms = weight * np.exp(np.where(k[..., None] == 0, 0.0, 2 * k[..., None] * log_f))
     out = np.sum(terms, axis=-1)
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(out)
 
 
 def gd_steps_to(problem, lr, w0, tol, max_steps):
@@ -236,7 +231,7 @@ def gd_steps_to(problem, lr, w0, tol, max_steps):
         hi = np.where(good, mid, hi)
         lo = np.where(good, lo, mid)
     out = np.where(reached0, 0.0, np.where(ok & stable, hi, np.inf))
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(out)
 
 
 def gd_best_step(problem, w0, tol, max_steps, n_grid=2001, refine=3):
@@ -291,7 +286,7 @@ def gd_best_step(problem, w0, tol, max_steps, n_grid=2001, refine=3):
 
 
 def asymptotic_speedup(problem):
-    """log ρ_BN / log ρ_GD at the best steps: the ratio of step counts for a tiny tolerance.
+    """Return log ρ_BN / log ρ_GD at the best steps: the ratio of step counts for a tiny tolerance.
 
     ρ_GD = (κ − 1)/(κ + 1) at ε_opt and ρ_BN = (κ* − 1)/(κ* + 1) at BNGD's best effective
     step; far into the asymptotic regime GD needs this many times BNGD's steps. ``inf``
@@ -306,6 +301,7 @@ def asymptotic_speedup(problem):
 
 
 def split_u(H, u_star):
+    """Check one SPD ``H`` and a nonzero ``u_star`` (d,); return ``(H, u*/‖u*‖, ‖u*‖)``."""
     H = v.spd(H, "H")[0]
     u = v.finite_array(u_star, "u_star")
     if u.shape != (H.shape[0],):
@@ -343,8 +339,9 @@ def wn_effective_hessian(H, u_star) -> np.ndarray:
 
 
 def wn_effective_eigvals(H, u_star) -> np.ndarray:
-    """The d − 1 eigenvalues of P H P on û⊥, ascending (by Cauchy interlacing they lie in
-    [λ_min, λ_max] > 0, so the structural zero is the smallest and is dropped).
+    """Return the d − 1 eigenvalues of P H P on û⊥, ascending (the structural zero dropped).
+
+    By Cauchy interlacing they lie in [λ_min, λ_max] > 0, as for :func:`effective_eigvals`.
 
     Returns
     -------
@@ -372,14 +369,15 @@ def _lam_h(H, uh, lr_eff, lr_a):
 
 
 def wn_rate(H, u_star, lr_eff, lr_a):
-    """Local rate of WNGD at a minimiser: ``max_i |1 − μ_i|`` over the d eigenvalues μ_i of
-    Λ H, Λ = ε_a ûûᵀ + ε̂ (I − ûûᵀ) (the Jacobian's other eigenvalue is the neutral 1 of
-    the direction (0, w*), along which only ‖w‖ changes).
+    """Local rate of WNGD at a minimiser: ``max_i |1 − μ_i|``.
+
+    The μ_i are the d eigenvalues of Λ H, Λ = ε_a ûûᵀ + ε̂ (I − ûûᵀ) (the Jacobian's other
+    eigenvalue is the neutral 1 of the direction (0, w*), along which only ‖w‖ changes).
 
     Parameters
     ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
+    H, u_star
+        As in :func:`wn_effective_hessian`.
     lr_eff : float or array_like, > 0
         ε̂ = ε a*²/‖w*‖² (Euclidean norm).
     lr_a : float or array_like, > 0
@@ -398,19 +396,20 @@ def wn_rate(H, u_star, lr_eff, lr_a):
     lr_eff = v.positive_array(lr_eff, "lr_eff")
     lr_a = v.positive_array(lr_a, "lr_a")
     rate = np.max(np.abs(1.0 - _lam_h(H, uh, lr_eff, lr_a)), axis=-1)
-    return float(rate) if rate.ndim == 0 else rate
+    return v.scalar_or_array(rate)
 
 
 def wn_kappa_eff(H, u_star, ratio):
-    """Condition number of Λ H for the step ratio ``ratio`` = ε_a/ε̂ (Λ as in
-    :func:`~bnlib.theory.wn_rate`): WNGD's best local rate at that ratio is
+    """Condition number of Λ H for the step ratio ``ratio`` = ε_a/ε̂.
+
+    Λ is as in :func:`~bnlib.theory.wn_rate`; WNGD's best local rate at that ratio is
     (κ_eff − 1)/(κ_eff + 1). It equals κ(H) at ratio 1 and, by Cauchy interlacing, is never
     below :func:`~bnlib.theory.wn_kappa`.
 
     Parameters
     ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
+    H, u_star
+        As in :func:`wn_effective_hessian`.
     ratio : float or array_like, > 0
 
     Returns
@@ -421,16 +420,7 @@ def wn_kappa_eff(H, u_star, ratio):
     ratio = v.positive_array(ratio, "ratio")
     mu = _lam_h(H, uh, np.ones(ratio.shape), ratio)
     out = mu[..., -1] / mu[..., 0]
-    return float(out) if out.ndim == 0 else out
-
-
-def _batch_sizes(batch, minimum=2):
-    b = np.asarray(batch)
-    if b.dtype == bool or not np.issubdtype(b.dtype, np.integer):
-        raise TypeError(f"batch must hold integers, got {b.dtype}")
-    if np.any(b < minimum):
-        raise ValueError(f"batch must be >= {minimum} everywhere, got minimum {int(b.min())}")
-    return b
+    return v.scalar_or_array(out)
 
 
 def _noise_var(problem):
@@ -469,13 +459,13 @@ def grad_noise(problem, batch):
         If an entry of ``batch`` is below 2.
     """
     s2 = _noise_var(problem)
-    b = _batch_sizes(batch).astype(float)
+    b = v.batch_sizes(batch).astype(float)
     H, u = problem.H, problem.u_star
     Hu = H @ u
     tr_star = np.trace(H) - Hu @ Hu / (u @ Hu)
     with np.errstate(divide="ignore"):
         q = np.where(b == 2, 0.0, np.where(b == 3, np.inf, (b - 2) / (b * np.maximum(b - 3, 1))))
-    return _out(s2 * tr_star * q)
+    return v.scalar_or_array(s2 * tr_star * q)
 
 
 def norm_growth(v0, lr, c, k):
@@ -509,7 +499,7 @@ def norm_growth(v0, lr, c, k):
     k = v.finite_array(k, "k")
     if np.any(c < 0) or np.any(k < 0):
         raise ValueError("c and k must be >= 0")
-    return _out(np.sqrt(v0**2 + 2.0 * lr**2 * c * k))
+    return v.scalar_or_array(np.sqrt(v0**2 + 2.0 * lr**2 * c * k))
 
 
 def scale_floor(problem, batch, lr_a):
@@ -540,14 +530,14 @@ def scale_floor(problem, batch, lr_a):
         If ``batch`` < 2 or ``lr_a`` is not in (0, 2).
     """
     s2 = _noise_var(problem)
-    b = _batch_sizes(batch)
+    b = v.batch_sizes(batch)
     lr_a = v.positive_array(lr_a, "lr_a")
     if np.any(lr_a >= 2):
         raise ValueError("lr_a must be < 2 for a stationary scale")
     m = float(problem.u_star @ problem.g)
     es = batch_std_mean(b)
     var = m * ((b - 1) / b - es**2) + s2 / b
-    return _out(0.5 * (m * (1 - es) ** 2 + lr_a * var / (2 - lr_a)))
+    return v.scalar_or_array(0.5 * (m * (1 - es) ** 2 + lr_a * var / (2 - lr_a)))
 
 
 def sgd_floor(problem, batch, lr):
@@ -577,7 +567,7 @@ def sgd_floor(problem, batch, lr):
         ``batch`` >= 1 is allowed), or if ``lr`` is not > 0.
     """
     s2 = _noise_var(problem)
-    b = _batch_sizes(batch, minimum=1).astype(float)
+    b = v.batch_sizes(batch, minimum=1).astype(float)
     lr = v.positive_array(lr, "lr")
     b, lr = np.broadcast_arrays(b, lr)
     lam = problem.eigvals
@@ -585,11 +575,11 @@ def sgd_floor(problem, batch, lr):
     with np.errstate(divide="ignore", invalid="ignore"):
         S = (lr / b) * np.sum(lam / den, axis=-1)
         out = np.where(np.all(den > 0, axis=-1) & (S < 1), 0.5 * s2 * S / (1 - S), np.inf)
-    return _out(out)
+    return v.scalar_or_array(out)
 
 
 def floor_leading(problem, lr_decay):
-    """The leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
+    """Return the leading order of BNGD's excess floor under weight decay: ευ λ*_max ‖u*‖²/4.
 
     Parameters
     ----------
@@ -609,16 +599,14 @@ def floor_leading(problem, lr_decay):
     with sympy and measures the next order).
     """
     check_problem(problem)
-    x = v.finite_array(lr_decay, "lr_decay")
-    if np.any(x < 0):
-        raise ValueError(f"lr_decay must be >= 0, got {v.short(x)}")
+    x = v.nonnegative_array(lr_decay, "lr_decay")
     lam = float(effective_eigvals(problem.H, problem.u_star).max())
     out = x * lam * float(problem.u_star @ problem.u_star) / 4
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(out)
 
 
 def angular_equilibrium(lr, weight_decay, momentum=0.0):
-    """The equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
+    """Return the equilibrium angular update √(2ευ/(1 + ς)) (Wan et al., arXiv 2006.08419).
 
     For ς = 0 it follows from the norm balance ε²‖∇_wJ‖² = ευ(2 − ευ)‖w‖² with the
     gradient orthogonal to w, to leading order in ευ; the momentum factor is theirs.
@@ -633,11 +621,9 @@ def angular_equilibrium(lr, weight_decay, momentum=0.0):
     float or numpy.ndarray, the broadcast shape
     """
     lr = v.positive_array(lr, "lr")
-    wd = v.finite_array(weight_decay, "weight_decay")
+    wd = v.nonnegative_array(weight_decay, "weight_decay")
     mom = v.finite_array(momentum, "momentum")
-    if np.any(wd < 0):
-        raise ValueError(f"weight_decay must be >= 0, got {v.short(wd)}")
     if np.any(mom < 0) or np.any(mom >= 1):
         raise ValueError(f"momentum must be in [0, 1), got {v.short(mom)}")
     out = np.sqrt(2 * lr * wd / (1 + mom))
-    return float(out) if out.ndim == 0 else out
+    return v.scalar_or_array(out)

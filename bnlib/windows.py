@@ -146,7 +146,7 @@ def crossing_width(y, lr, level, axis=-1):
     frac = np.clip(frac, 0.0, 1.0)
     part = np.where(in0 & in1, 1.0, np.where(in0, frac, np.where(in1, 1.0 - frac, 0.0)))
     width = np.sum(part * dx, axis=-1)
-    return float(width) if width.ndim == 0 else width
+    return v.scalar_or_array(width)
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,6 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     w_bn = crossing_width(_log10(rel_bn), lr, np.log10(tol), axis=-2)
     w_gd = rel_gd = None
     if gd:
-        # one extra run per problem just below GD's edge 2/λ_max, where it neither converges
-        # nor diverges: the crossing next to divergence is then interpolated, not cut at the grid
         edge = np.array([theory.gd_lr_max(p.H) for p in problems]) * (1 - 1e-9)
         lr_gd = np.concatenate([np.broadcast_to(lr, (S, lr.size)), edge[:, None]], axis=1)
         run = gd_stack(problems, lr_gd, K, record="loss")
@@ -267,8 +265,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
             order = np.argsort(lr_gd[s, keep])
             w_gd[s] = crossing_width(_log10(rel_all[s, keep][order]), lr_gd[s, keep][order],
                                      np.log10(tol), axis=0)
-    one = np.ndim(steps) == 0                       # a single budget: no budget axis
-    if one:
+    if np.ndim(steps) == 0:                         # a single budget: no budget axis
         budgets, rel_bn, w_bn = int(budgets[0]), rel_bn[..., 0], w_bn[..., 0]
         if gd:
             rel_gd, w_gd = rel_gd[..., 0], w_gd[..., 0]
@@ -288,7 +285,7 @@ def _log10(x):
 
 
 def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
-    """The interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
+    """Find the interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
 
     Found from the closed form :func:`~bnlib.theory.gd_excess`: a log grid over (0, 2/λ_max] locates the
     interval, bisection in log ε sharpens both ends to about 2^-iters of a grid cell.
@@ -341,7 +338,7 @@ def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
 
 def bngd_window(problem, a0, w0, steps, tol, lr_a=1.0, *, inside, below, above,
                 rel_tol=1e-3, points=7):
-    """The ends of the interval of BNGD steps ε with J − J* <= tol after ``steps`` steps.
+    """Find the ends of the interval of BNGD steps ε with J − J* <= tol after ``steps`` steps.
 
     Multi-section in log ε with real BNGD runs: each round runs ``points`` step sizes inside
     each of the two brackets [below, inside] and [inside, above] in one vectorised call and
@@ -518,14 +515,16 @@ def window_decades(runs, threshold):
     ValueError
         As :func:`bnlib.windows.log_width` of ``accuracy >= threshold``.
     """
+    return {name: log_width(acc >= threshold, runs[name].lr.reshape(-1, acc.shape[-1])[0])
+            for name, acc in _seed_mean_accuracy(runs).items()}   # nan (all diverged): outside
+
+
+def _seed_mean_accuracy(runs):
+    """Per variant of ``runs`` (a dict), test accuracy averaged over seeds (``nan`` if diverged)."""
     if not isinstance(runs, dict):
         raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
-    out = {}
-    for name, run in runs.items():
-        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
-        grid = run.lr.reshape(-1, acc.shape[-1])[0]
-        out[name] = log_width(acc >= threshold, grid)  # nan (all seeds diverged): outside
-    return out
+    return {name: np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
+            for name, run in runs.items()}
 
 
 def window_margin(runs, threshold):
@@ -545,8 +544,7 @@ def window_margin(runs, threshold):
     Returns
     -------
     dict
-        Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n));
-        ``inf`` if every point diverged.
+        As for :func:`window_decades`; ``inf`` if every point diverged.
 
     Raises
     ------
@@ -555,13 +553,7 @@ def window_margin(runs, threshold):
     ValueError
         If ``threshold`` is not finite.
     """
-    if not isinstance(runs, dict):
-        raise TypeError(f"runs must be a dict of SGDRun, got {type(runs).__name__}")
+    accs = _seed_mean_accuracy(runs)
     threshold = float(v.finite_array(threshold, "threshold"))
-    out = {}
-    for name, run in runs.items():
-        acc = np.where(run.diverged, np.nan, run.test_acc).mean(axis=0)
-        gap = np.where(np.isnan(acc), np.inf, np.abs(acc - threshold))
-        margin = gap.min(axis=-1)
-        out[name] = float(margin) if margin.ndim == 0 else margin
-    return out
+    return {name: v.scalar_or_array(np.where(np.isnan(acc), np.inf, np.abs(acc - threshold)).min(axis=-1))
+            for name, acc in accs.items()}

@@ -1,4 +1,5 @@
-"""OLS: moments, losses and gradients against independent computations."""
+"""bnlib.ols against independent computations: the OLS problem's moments, losses and gradients,
+eigen_problem (closed forms, Monte Carlo, the dense rotated problem) and random_rotation."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import bnlib
-from bnlib import OLS
+from bnlib import OLS, bngd, eigen_problem, gd, random_rotation
 from tools.probe import unit_roundoff
 
 # the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):
@@ -298,3 +299,104 @@ def test_h_norm_against_independent_sums():
     assert np.isclose(float(p.h_norm(p.u_star)) ** 2, p.u_star @ p.g, rtol=1e-12)
     with pytest.raises(ValueError):
         p.h_norm(np.ones(4))
+
+
+def test_eigen_problem_moments():
+    lam = np.array([3.0, 1.0, 10.0, 2.0])
+    p = eigen_problem(lam, seed=7, noise=0.4)
+    u = 1.0 * np.random.default_rng(7).standard_normal(4) / 2.0     # signal z / sqrt(d)
+    assert np.array_equal(p.H, np.diag(lam))
+    assert np.allclose(p.u_star, u, rtol=1e-12) and np.allclose(p.g, lam * u)
+    assert np.isclose(p.c, np.sum(lam * u**2) + 0.4) and np.isclose(p.min_loss, 0.2)
+    assert np.allclose(p.eigvals, np.sort(lam))
+    big = eigen_problem(lam, seed=7, noise=0.4, signal=3.0)
+    assert np.allclose(big.u_star, 3.0 * p.u_star) and np.isclose(big.min_loss, 0.2)
+
+
+def test_eigen_problem_has_the_law_of_ols_random():
+    """Monte Carlo over seeds: E‖u*‖² = signal² and E u*ᵀHu* = signal² · mean(λ), as for
+    OLS.random (whose u* is N(0, I/d) in any basis)."""
+    d, kappa = 6, 50.0
+    lam = np.logspace(0, np.log10(kappa), d)
+    ours = [eigen_problem(lam, seed=s) for s in range(600)]
+    theirs = [OLS.random(d, kappa, seed=s) for s in range(600)]
+    for probs in (ours, theirs):
+        assert np.isclose(np.mean([p.u_star @ p.u_star for p in probs]), 1.0, rtol=0.08)
+        assert np.isclose(np.mean([p.u_star @ p.g for p in probs]), lam.mean(), rtol=0.1)
+        assert np.allclose(probs[0].eigvals, lam)
+    scaled = [eigen_problem(lam, seed=s, signal=np.sqrt(d)) for s in range(600)]
+    assert np.isclose(np.mean([p.u_star @ p.u_star for p in scaled]), d, rtol=0.08)
+
+
+def test_runs_on_the_eigenbasis_equal_runs_on_a_rotated_problem(rng):
+    lam = np.logspace(0, 1.5, 5)
+    p = eigen_problem(lam, seed=1, noise=0.3)
+    Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    rotated = OLS(Q @ p.H @ Q.T, Q @ p.g, p.c)
+    w0 = rng.standard_normal(5)
+    lrs = np.logspace(-2, 3, 6)
+    a, b = bngd(p, lrs, 80, 1.0, w0), bngd(rotated, lrs, 80, 1.0, Q @ w0)
+    assert np.allclose(a.excess, b.excess, rtol=1e-7, atol=1e-14)
+    ga, gb = gd(p, lrs[:3] / 10, 80, w0), gd(rotated, lrs[:3] / 10, 80, Q @ w0)
+    assert np.allclose(ga.excess, gb.excess, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(eigvals=[1.0, 0.0]), ValueError, "eigvals must be > 0"),
+        (dict(eigvals=[[1.0, 2.0]]), ValueError, "1-D"),
+        (dict(eigvals=[]), ValueError, "1-D"),
+        (dict(eigvals="abc"), TypeError, "eigvals"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(noise=-0.1), ValueError, "noise"),
+        (dict(signal=0.0), ValueError, "signal"),
+        (dict(signal=[1.0, 2.0]), ValueError, "signal must be a scalar"),
+    ],
+)
+def test_eigen_problem_bad_input(kwargs, err, match):
+    args = dict(eigvals=[1.0, 2.0], seed=0)
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        eigen_problem(**args)
+
+
+def test_random_rotation_is_orthogonal_unique_and_reproducible():
+    Q = random_rotation(6, seed=4)
+    assert np.allclose(Q @ Q.T, np.eye(6), atol=1e-13)
+    assert np.array_equal(Q, random_rotation(6, seed=4))
+    # signs fixed: Q^T Z is upper triangular with a positive diagonal (the unique QR)
+    Z = np.random.default_rng(4).standard_normal((6, 6))
+    R = Q.T @ Z
+    assert np.allclose(np.tril(R, -1), 0.0, atol=1e-12) and np.all(np.diag(R) > 0)
+    stack = random_rotation(3, np.random.default_rng(1), batch=(5, 2))
+    assert stack.shape == (5, 2, 3, 3)
+    assert np.allclose(stack @ np.swapaxes(stack, -1, -2), np.eye(3), atol=1e-13)
+    assert not np.allclose(stack[0, 0], stack[0, 1])
+
+
+def test_random_rotation_is_haar():
+    """For Haar Q, the entry Q[0, 0] has E = 0 and E[Q00^2] = 1/d, and det is +-1 equally often."""
+    d, n = 4, 20000
+    Q = random_rotation(d, seed=11, batch=(n,))
+    q00 = Q[:, 0, 0]
+    assert abs(q00.mean()) < 5 * np.sqrt(1 / d / n)
+    assert abs(np.mean(q00**2) - 1 / d) < 5 * np.std(q00**2) / np.sqrt(n)
+    frac = np.mean(np.linalg.det(Q) > 0)
+    assert abs(frac - 0.5) < 5 * 0.5 / np.sqrt(n)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(d=0, seed=0), ValueError, "d must be"),
+        (dict(d=2, seed=-1), ValueError, "seed"),
+        (dict(d=2, seed=1.0), TypeError, "seed"),
+        (dict(d=2, seed=0, batch=3), TypeError, "batch"),
+        (dict(d=2, seed=0, batch=(2.0,)), TypeError, "batch"),
+    ],
+)
+def test_random_rotation_bad_input(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        random_rotation(**kwargs)

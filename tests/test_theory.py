@@ -64,6 +64,39 @@ def test_gd_lr_opt_minimises_rate(problem):
     assert np.isclose(theory.gd_rate(problem.H, theory.gd_lr_opt(problem.H)), (k - 1) / (k + 1))
 
 
+def test_gd_excess_and_steps_match_real_runs(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    lrs = np.array([0.005, 0.02, 0.9 * theory.gd_lr_max(problem.H)])
+    run = gd(problem, lrs, 300, w0)
+    ks = np.array([0, 1, 7, 300])
+    closed = theory.gd_excess(problem, lrs[:, None], ks[None, :], w0)
+    assert np.allclose(closed, run.excess[ks].T, rtol=1e7 * U, atol=1e-25)
+    tol = 1e-3 * float(run.excess[0, 0])
+    assert np.array_equal(theory.gd_steps_to(problem, lrs, w0, tol, 300), run.steps_to(tol))
+    assert theory.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, tol, 300) == np.inf
+
+
+def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    tol = 1e-6
+    lr_best, n_best = theory.gd_best_step(problem, w0, tol, 2000)
+    grid = np.linspace(1e-3, 1, 1000) * theory.gd_lr_max(problem.H)
+    brute = gd(problem, grid, 2000, w0, tol=tol, record="loss").steps_to(tol)
+    assert n_best <= brute.min()
+    assert gd(problem, lr_best, 2000, w0, tol=tol, record="loss").steps_to(tol) == n_best
+    # not on the boundary of the count: the excess at the last step keeps a margin
+    assert theory.gd_excess(problem, lr_best, int(n_best), w0) < (1 - 1e-6) * tol
+
+
+def test_asymptotic_speedup_is_the_ratio_of_log_rates():
+    H = np.diag([1.0, 2.0, 100.0])
+    p = OLS(H, H @ np.array([0.0, 0.0, 1.0]), 2e2)              # u* on the top eigenvector
+    rho_gd, rho_bn = 99 / 101, 1 / 3                            # κ = 100, κ* = 2
+    assert np.isclose(theory.asymptotic_speedup(p), np.log(rho_bn) / np.log(rho_gd))
+    p1 = OLS(np.eye(2), np.ones(2), 3.0)
+    assert theory.asymptotic_speedup(p1) == 1.0
+
+
 def test_effective_hessian_against_projection(problem):
     """H* = H^{1/2} (I − v vᵀ/vᵀv) H^{1/2}, v = H^{1/2} u*."""
     S = sqrtm_spd(problem.H)

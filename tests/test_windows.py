@@ -3,12 +3,69 @@
 import numpy as np
 import pytest
 
-from bnlib import crossing_width, eigen_problem, lr_study, lr_windows, standard_windows
+from bnlib import (
+    bngd,
+    crossing_width,
+    eigen_problem,
+    gd,
+    log_width,
+    lr_study,
+    lr_windows,
+    standard_windows,
+    windows,
+)
 from tools.probe import unit_roundoff
 
 # the rounding unit of the arithmetic in use (2**-53, or the rounding probe's delta):
 # rounding-level tolerances below are multiples of it
 U = unit_roundoff()
+
+
+def test_log_width_of_intervals_and_holes():
+    lr = np.logspace(-4, 8, 97)                    # 8 points per decade
+    inside = (lr >= 1e-2) & (lr <= 10.0)
+    assert np.isclose(log_width(inside, lr), np.log10(10.0 / 1e-2) + 1 / 8)
+    holes = inside & (np.arange(97) % 2 == 0)
+    assert np.isclose(log_width(holes, lr), np.count_nonzero(holes) / 8)
+    assert log_width(np.zeros(97, bool), lr) == 0.0
+    grid = np.stack([inside, ~inside, holes])      # shape (3, 97): along axis -1
+    assert np.allclose(log_width(grid, lr), [3.125, 12.125 - 3.125, np.count_nonzero(holes) / 8])
+    assert np.allclose(log_width(grid.T, lr, axis=0), log_width(grid, lr))
+
+
+@pytest.mark.parametrize(
+    "ok, lr, err, match",
+    [
+        (np.ones(3), np.logspace(0, 1, 3), TypeError, "boolean"),
+        (np.ones(3, bool), np.logspace(1, 0, 3), ValueError, "increasing"),
+        (np.ones(3, bool), np.array([1.0]), ValueError, "at least 2"),
+        (np.ones(4, bool), np.logspace(0, 1, 3), ValueError, "3 entries"),
+        (np.ones(3, bool), np.array([-1.0, 1.0, 3.0]), ValueError, "lr must be > 0"),
+    ],
+)
+def test_log_width_bad_input(ok, lr, err, match):
+    with pytest.raises(err, match=match):
+        log_width(ok, lr)
+
+
+def test_log_width_cells_by_hand():
+    """Each point counts its cell between geometric midpoints, half a spacing beyond the ends."""
+    lr = np.logspace(0, 4, 9)                 # 2 points per decade: each counts 1/2 decade
+    score = np.array([0.1, 0.5, 0.91, 0.95, 0.9, 0.2, np.nan, 0.93, 0.92])
+    assert np.isclose(log_width(score >= 0.9, lr), 2.5)     # 5 points >= 0.9, nan outside
+    assert log_width(score >= 0.99, lr) == 0.0
+    assert np.isclose(log_width(np.ones(9, bool), lr), 4.5)
+    # log-grid 0, 1, 3: cell edges -0.5, 0.5, 2, 4, so the outer cells measure 1 and 2
+    assert np.isclose(log_width(np.array([True, False, True]), [1.0, 10.0, 1000.0]), 3.0)
+    assert np.isclose(log_width(np.array([False, True, False]), [1.0, 10.0, 1000.0]), 1.5)
+
+
+def test_log_width_equals_count_times_spacing_on_uniform_grids():
+    rng = np.random.default_rng(3)
+    for n, lo, hi in [(5, -3.0, 1.0), (40, 0.0, 7.5), (2, 1.0, 1.5)]:
+        lr = np.logspace(lo, hi, n)
+        ok = rng.random((4, n)) < 0.5
+        assert np.allclose(log_width(ok, lr), ok.sum(axis=1) * (hi - lo) / (n - 1), rtol=1e-12)
 
 
 def test_crossing_width_is_exact_for_piecewise_linear_data():
@@ -88,6 +145,25 @@ def test_gd_window_matches_the_closed_form():
         right = root(p, 0.1, 2 / lam.max(), True)
         # both crossings interpolated, the right one against the extra run just below 2/λ_max
         assert abs(np.log10(right / left) - w) < 0.03
+
+
+def test_gd_window_ends_by_brute_force(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    lo, hi = windows.gd_window(problem, w0, 200, 1e-6)
+    run = gd(problem, np.array([lo * 0.999, lo * 1.001, hi * 0.999, hi * 1.001]), 200, w0,
+             record="loss")
+    assert np.array_equal(run.excess[-1] <= 1e-6, [False, True, True, False])
+
+
+def test_bngd_window_ends_by_brute_force(problem, rng):
+    w0 = rng.standard_normal(problem.d)
+    a0 = 0.5 * np.sign(w0 @ problem.g)
+    lo, hi = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=1e-4,
+                                   above=1e6, rel_tol=1e-3)
+    run = bngd(problem, np.array([lo / 1.002, lo, hi, hi * 1.002]), 1000, a0, w0, record="loss")
+    assert np.array_equal(run.excess[-1] <= 1e-12, [False, True, True, False])
+    with pytest.raises(ValueError, match="outcomes"):
+        windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
 
 
 def test_bngd_excess_matches_a_hand_written_loop():
