@@ -184,3 +184,22 @@ def heavy_options(weight_decay, momentum):
             raise ValueError(f"{name} must be {rng}, got {short(x)}")
         out.append(x if np.any(x != 0) else None)
     return out
+
+
+RECORDS = ("all", "loss")
+
+
+def run_options(steps, tol, record, blowup_, weight_decay, momentum) -> dict:
+    """Validate the options every run takes (the fields of :class:`bnlib.descent.Options`).
+
+    ``steps`` an integer ≥ 0, ``tol`` None or > 0, ``record`` one of :data:`RECORDS`,
+    ``blowup_`` > 1, and weight decay and momentum as :func:`heavy_options`.
+    """
+    steps = count(steps, "steps", minimum=0)
+    if tol is not None:
+        tol = positive_scalar(tol, "tol")
+    if record not in RECORDS:
+        raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
+    wd, mom = heavy_options(weight_decay, momentum)
+    return dict(steps=steps, tol=tol, record=record, blowup=blowup(blowup_),
+                weight_decay=wd, momentum=mom)
