@@ -46,7 +46,7 @@ PUBLIC = {
     "windows": ("log_width", "crossing_width", "Windows", "lr_windows", "gd_window",
                 "bngd_window", "good_window", "level_window", "window_decades",
                 "window_margin"),
-    "minibatch": ("MiniBatchRun", "train_problem", "bn_batch_grad", "bn_sgd", "sgd"),
+    "minibatch": ("MiniBatchRun", "BNMiniBatchRun", "train_problem", "bn_batch_grad", "bn_sgd", "sgd"),
     "decay": ("angular_update", "FloorSweep", "floor_sweep", "DecayWindows", "decay_windows"),
     "nn": ("Digits", "load_digits_split", "MLP", "SGDRun", "train", "train_variants",
            "effective_steps", "top_bn_hessian", "top_bn_sharpness"),

@@ -226,7 +226,7 @@ def drive(stepper, opt, c):
         shows), ``measure()`` → ``(loss, excess, ok, rows)`` at the current state (``ok``: a
         bool array, False where the state is not finite, or None), ``step()`` → the rows of
         ``step_names`` after moving every run one step, ``keep(live)`` (drop the columns not
-        in ``live``) and ``finals()`` (a dict of final states).
+        in ``live``; only if ``prunable``) and ``finals()`` (a dict of final states).
     opt : Options
     c : float or numpy.ndarray
         The loss at u = 0 (twice the divergence floor), per problem.
@@ -266,7 +266,7 @@ def drive(stepper, opt, c):
                                         np.all(exc[alive] <= opt.tol)):
                 length = k + 1
                 break
-            if not whole:
+            if not whole and stepper.prunable:
                 cols, alive, limit = _prune(stepper, alive, limit, cols, N)
             _append(srows, stepper.step(), alive, whole, (cols, N))
         finals = stepper.finals()
@@ -384,6 +384,7 @@ class Runs:
     """
 
     per_run = ("eps", "eps_a", "A", "wd", "mom", "SA", "dev", "q")
+    prunable = True
     per_vec = ("W", "SW")
 
     def heavy_ball(self, opt, flat, scale):
