@@ -17,7 +17,7 @@ __all__ = list(PUBLIC["checks"])
 
 
 def short(x) -> str:
-    """A short printable form of ``x`` for error messages."""
+    """Return a short printable form of ``x`` for error messages."""
     text = np.array2string(np.asarray(x), threshold=6, precision=4) if _is_array(x) else repr(x)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -58,7 +58,7 @@ def positive_array(x, name: str) -> np.ndarray:
 
 
 def positive_scalar(x, name: str) -> float:
-    """A finite real number > 0."""
+    """Return ``x`` as a finite real number > 0."""
     arr = positive_array(x, name)
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
@@ -66,7 +66,7 @@ def positive_scalar(x, name: str) -> float:
 
 
 def count(x, name: str, minimum: int = 0) -> int:
-    """A Python/numpy integer >= ``minimum`` (bools rejected)."""
+    """Return ``x`` as a Python/numpy integer >= ``minimum`` (bools rejected)."""
     if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {short(x)}")
     if x < minimum:
@@ -83,16 +83,21 @@ def vector_batch(x, name: str, d: int) -> np.ndarray:
 
 
 def rng(seed, name: str = "seed") -> np.random.Generator:
-    """A ``numpy.random.Generator``: ``seed`` itself if it is one, else ``default_rng(seed)``
-    for an integer seed ≥ 0."""
+    """Return a ``numpy.random.Generator``.
+
+    ``seed`` itself if it is one, else ``default_rng(seed)`` for an integer seed ≥ 0.
+    """
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(count(seed, name, minimum=0))
 
 
 def scalar_or_array(x, to=float):
-    """A 0-d result as a scalar (``to(x)``; ``to=None`` keeps the numpy scalar ``x[()]``),
-    any other array unchanged: the one place where results of batch shape () are unwrapped."""
+    """Unwrap a 0-d result: the one place where results of batch shape () are unwrapped.
+
+    A 0-d ``x`` comes back as ``to(x)`` (``to=None`` keeps the numpy scalar ``x[()]``), any
+    other array unchanged.
+    """
     if np.ndim(x) != 0:
         return x
     x = x[()] if isinstance(x, np.ndarray) else x
@@ -100,7 +105,7 @@ def scalar_or_array(x, to=float):
 
 
 def broadcast(**shapes) -> tuple:
-    """The broadcast of the named shapes, else ``ValueError`` listing them by name."""
+    """Return the broadcast of the named shapes, else raise ``ValueError`` listing them."""
     try:
         return np.broadcast_shapes(*shapes.values())
     except ValueError:
@@ -109,8 +114,11 @@ def broadcast(**shapes) -> tuple:
 
 
 def scale_weights(a, w, d: int):
-    """A scale ``a`` and weights ``w`` of shape (..., d), finite, with ``a`` broadcast to the
-    batch shape ``w.shape[:-1]`` (a read-only view); ``ValueError`` naming both otherwise."""
+    """Return a finite scale ``a`` and weights ``w`` of shape (..., d).
+
+    ``a`` comes back broadcast to the batch shape ``w.shape[:-1]`` (a read-only view);
+    ``ValueError`` naming both otherwise.
+    """
     w = vector_batch(w, "w", d)
     a = finite_array(a, "a")
     try:
@@ -122,7 +130,7 @@ def scale_weights(a, w, d: int):
 
 
 def blowup(x, name: str = "blowup") -> float:
-    """A divergence factor: a finite real number > 1."""
+    """Return a divergence factor: a finite real number > 1."""
     x = positive_scalar(x, name)
     if x <= 1:
         raise ValueError(f"{name} must be > 1, got {x}")
@@ -130,11 +138,11 @@ def blowup(x, name: str = "blowup") -> float:
 
 
 def spd(H, name: str = "H", *, stack: bool = False):
-    """Validate a finite, square, symmetric, positive definite matrix (or, with ``stack``, a
-    stack ``(..., d, d)`` of them) and return ``(H_sym, eigvals)``: the float64 copy
-    symmetrised exactly as ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape (..., d).
+    """Validate a symmetric positive definite matrix (or, with ``stack``, a stack of them).
 
-    A diagonal H costs no eigendecomposition: its eigenvalues are its sorted diagonal.
+    Return ``(H_sym, eigvals)``: the float64 copy of ``H`` (..., d, d) symmetrised exactly as
+    ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape (..., d). A diagonal H costs no
+    eigendecomposition: its eigenvalues are its sorted diagonal.
     """
     H = finite_array(H, name)
     if H.ndim != 2 and not (stack and H.ndim > 2):
@@ -160,8 +168,10 @@ def spd(H, name: str = "H", *, stack: bool = False):
 
 
 def is_diagonal(H) -> bool:
-    """Whether every matrix of the stack ``H`` (..., d, d) is diagonal (e.g. a problem written
-    in its eigenbasis, where H w is an elementwise product)."""
+    """Return whether every matrix of the stack ``H`` (..., d, d) is diagonal.
+
+    E.g. a problem written in its eigenbasis, where H w is an elementwise product.
+    """
     return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))
 
 
@@ -174,8 +184,11 @@ def var_offset(value) -> float:
 
 
 def heavy_options(weight_decay, momentum):
-    """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays); each comes
-    back as an array, or None when it is zero everywhere (the plain step, bit for bit)."""
+    """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays).
+
+    Each comes back as an array, or None when it is zero everywhere (the plain step, bit for
+    bit).
+    """
     out = []
     for x, name in ((weight_decay, "weight_decay"), (momentum, "momentum")):
         x = finite_array(x, name)

@@ -100,9 +100,10 @@ class GDRun:
 
 @dataclass(frozen=True, kw_only=True)
 class BNGDRun(GDRun):
-    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
-    (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
-    u_k = a_k w_k/‖w_k‖_H), plus
+    """The result of :func:`~bnlib.descent.bngd`.
+
+    The fields of :class:`~bnlib.descent.GDRun` (with ``loss`` = J(a_k, w_k) and ``excess`` =
+    J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g), u_k = a_k w_k/‖w_k‖_H), plus the following.
 
     Attributes
     ----------
@@ -756,10 +757,12 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
 
 @dataclass(frozen=True, kw_only=True)
 class WNGDRun(BNGDRun):
-    """The result of :func:`~bnlib.descent.wngd`: the fields of
-    :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` = J_WN − J*
-    computed as ½ (u_k − u*)ᵀH(u_k − u*), u_k = a_k w_k/‖w_k‖, and ``lr_eff`` the effective
-    step ε a_k²/‖w_k‖² with the **Euclidean** norm (BN's uses ‖w_k‖_H)."""
+    """The result of :func:`~bnlib.descent.wngd`.
+
+    The fields of :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` =
+    J_WN − J* computed as ½ (u_k − u*)ᵀH(u_k − u*), u_k = a_k w_k/‖w_k‖, and ``lr_eff`` the
+    effective step ε a_k²/‖w_k‖² with the **Euclidean** norm (BN's uses ‖w_k‖_H).
+    """
 
 
 def _aw(problem, a, w):

@@ -117,31 +117,7 @@ def _data(data):
 
 
 def train_problem(data, centered=True) -> OLS:
-    """The training set's own OLS problem: what full-batch training minimises.
-
-    With ``centered=True`` (BN, whose batch statistics remove the means) H_n = X_cᵀX_c/n and
-    g_n = X_cᵀy_c/n with the centred X_c, y_c, and c_n = yᵀy/n; then
-    ``train_problem(data).bn_loss(a, w)`` is the BN loss with the statistics of the whole set.
-    With ``centered=False`` (plain least squares) H_n = XᵀX/n, g_n = Xᵀy/n, c_n = yᵀy/n.
-
-    Parameters
-    ----------
-    data : tuple (X, y)
-        X of shape (n, d), y of shape (n,).
-    centered : bool
-
-    Returns
-    -------
-    bnlib.ols.OLS
-        The problem (H_n, g_n, c_n) of the whole training set.
-
-    Raises
-    ------
-    TypeError
-        If ``data`` is not a tuple (X, y) of real arrays.
-    ValueError
-        If shapes disagree, values are not finite, or H_n is singular (e.g. n ≤ d).
-    """
+    """Return the training set's own OLS problem: what full-batch training minimises."""
     X, y = _data(data)
     if not centered:
         return OLS.from_samples(X, y)
@@ -151,36 +127,7 @@ def train_problem(data, centered=True) -> OLS:
 
 
 def bn_batch_grad(Xb, yb, a, w):
-    """The BN batch loss and its gradients, through the batch statistics, for many runs.
-
-    J_B(a, w) = (1/2B) Σ_i (y_i − a ẑ_i)², ẑ_i = (x_iᵀw − mean)/s_B (biased variance, offset 0).
-    With p_B = (1/B) Σ y_i ẑ_i:
-
-        ∂_a J_B = a − p_B,
-        ∇_w J_B = (a/(B s_B)) Σ_i x_i (p_B ẑ_i − (y_i − ȳ)),
-
-    which is −(a/s_B)(g_B − (wᵀg_B/s_B²) H_B w) in the centred batch moments
-    H_B = X_cᵀX_c/B, g_B = X_cᵀy_c/B: the population gradient with (H, g) replaced by them.
-    Costs O(R B d) for R runs.
-
-    Parameters
-    ----------
-    Xb : numpy.ndarray, shape (R, B, d) or (B, d)
-        One batch per run (B ≥ 2), or one batch for all runs.
-    yb : numpy.ndarray, shape (R, B) or (B,)
-    a : numpy.ndarray, shape (R,)
-    w : numpy.ndarray, shape (R, d)
-
-    Returns
-    -------
-    loss, da : numpy.ndarray, shape (R,)
-    dw : numpy.ndarray, shape (R, d)
-
-    Notes
-    -----
-    No input checks (the inner loop of :func:`~bnlib.minibatch.bn_sgd`); a batch on which
-    xᵀw is constant gives ``nan``.
-    """
+    """Return the BN batch loss and its gradients, through the batch statistics, for many runs."""
     B = Xb.shape[-2]
     if Xb.ndim == 2:                                     # one batch shared by every run
         xi = w @ Xb.T                                    # (R, B)
