@@ -48,7 +48,7 @@ PUBLIC = {
                 "window_margin"),
     "minibatch": ("MiniBatchRun", "BNMiniBatchRun", "train_problem", "bn_batch_grad", "bn_sgd", "sgd"),
     "decay": ("angular_update", "FloorSweep", "floor_sweep", "DecayWindows", "decay_windows"),
-    "nn": ("Digits", "load_digits_split", "MLP", "SGDRun", "train", "train_variants",
+    "nn": ("Digits", "load_digits_split", "MLP", "SGDRun", "HeavySGDRun", "train", "train_variants",
            "effective_steps", "top_bn_hessian", "top_bn_sharpness"),
     "studies": ("STANDARD", "lr_study", "standard_windows", "standard_decay", "SOFTMAX_LR",
                 "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "LONG_EPOCHS", "softmax_quadratic",
