@@ -1,37 +1,21 @@
-"""Gradient descent (GD) on J0 and batch-normalized gradient descent (BNGD) on J.
+"""Gradient descent on J0 (GD), with batch normalization on J (BNGD) or weight normalization (WNGD).
 
-Both run many step sizes at once: ``lr`` may be an array, and the runs advance together
-as one batched computation (one ``W @ H`` product per step for all of them, no Python loop
-over runs). A run whose loss blows up is flagged in ``diverged``; from then on its recorded
-loss is ``inf`` and its recorded iterates are ``nan``, and no floating-point warning escapes.
-Diverged runs are dropped from the batch, so a sweep that is mostly diverged gets cheaper
-as it goes; a diagonal H (a problem written in its eigenbasis, which GD and BNGD treat
-exactly like the rotated one) costs O(d) instead of O(d²) per run and step; ``tol=``
-stops the whole batch once every live run has converged; and ``record="loss"`` keeps
-only per-step scalars (memory O(K·M) instead of O(K·M·d)).
+Every method runs many step sizes at once: ``lr`` may be an array, and the runs advance
+together (one batched ``W @ H`` per step, an elementwise product when H is diagonal, no
+Python loop over runs). The *batch shape* B of a call is the broadcast of the shapes of
+``lr`` (and ``lr_a``, ``a0``, ``w0.shape[:-1]``): a scalar ``lr`` with ``w0`` of shape (d,)
+gives B = (), M step sizes give B = (M,). The ``_stack`` variants run S problems of equal
+dimension at once, with batch shape (S, B...): axis 0 is the problem axis, every array
+argument is broadcast against (S, B...) with trailing axes aligned, so an array shared by
+all problems needs a leading length-1 axis (M step sizes for every problem are
+``lr[None, :]``; one start per problem is ``w0`` of shape (S, 1, d); a 1-D ``lr`` of length
+S pairs step size s with problem s).
 
-Shapes: the *batch shape* B of a call is the broadcast of the shapes of ``lr`` (and, for
-BNGD, ``lr_a``, ``a0`` and ``w0.shape[:-1]``). A scalar ``lr`` with ``w0`` of shape (d,)
-gives B = (); a 1-D ``lr`` of M step sizes gives B = (M,).
-
-:func:`~bnlib.descent.gd_stack` and :func:`~bnlib.descent.bngd_stack` do the same for S
-problems of equal dimension at once (e.g. S random problems, one per seed): their batch
-shape is (S, B...), with the problem axis first, and one batched product ``W_s @ H_s`` per
-step for all problems. Axis 0 of their batch is the problem axis: every array argument
-(``lr``, ``w0[..., :]`` and, for BNGD, ``lr_a`` and ``a0``) is broadcast against (S, B...)
-by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An array
-shared by all problems therefore needs a leading length-1 axis once it has any axes: M
-step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one start per
-problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size s with
-problem s.
-
-Weight normalization (WNGD, :func:`wngd`) runs on the same engine: u = a w/‖w‖ with the
-Euclidean norm, J_WN(a, w) = J0(a w/‖w‖), no data in the normalisation.
-
-Every run shares one bookkeeping: a run is *alive* until its state stops being finite or
-its loss exceeds ``blowup`` times its start; a diverged run's later records are masked
-(``inf`` losses, ``nan`` states); columns of dead runs are dropped and put back; and the
-step at which an excess first reaches a tolerance is read off the record (:func:`steps_to`).
+One driver (:func:`drive`) runs every loop of bnlib, these and those of
+:mod:`~bnlib.minibatch` and :mod:`~bnlib.nn`: each method supplies its step, the driver
+records, flags and masks diverged runs (``inf`` losses, ``nan`` states, no floating-point
+warning), drops columns of dead runs, and stops at ``tol``; ``record="loss"`` keeps only
+per-step scalars. WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
 """
 
 from __future__ import annotations
@@ -208,6 +192,10 @@ def _stacked(rows, length, shape, fill):
 def _append(rows, values, alive, whole, where):
     """Record one row per name: diverged runs masked with the name's fill, dropped columns put back."""
     cols, N = where
+    if whole and cols is None:                     # the common case: nothing to mask
+        for (row, _), x in zip(rows, values, strict=True):
+            row.append(x)
+        return
     for (row, fill), x in zip(rows, values, strict=True):
         vec = x.ndim > alive.ndim
         if not whole:
@@ -330,11 +318,6 @@ class _Data:
         Hw = ws * self.hdiag if self.hdiag is not None else np.matmul(ws, self.H)
         return np.vecdot(Hw, ws).reshape(w.shape[:-1])
 
-    def dot(self, X, col):
-        """Return X @ col for X (…, N, d) and a column (d,) or (S, d, 1): shape (…, N)."""
-        out = X @ col
-        return out if self.S is None else out[..., 0]
-
 
 def _problems(problems):
     """Lay out a sequence of OLS problems of equal dimension (the ``_stack`` functions)."""
@@ -425,14 +408,30 @@ class _GD(Runs):
         self.fills = (np.nan,) * len(self.names)
         self.shape = W.shape[:-1]
         self.G = np.empty_like(W)
+        self._work()
         self.heavy_ball(opt, flat, scale=False)
+
+    def _work(self):
+        # H w and w − u* into preallocated buffers; g broadcast to W's shape once (a
+        # same-shape subtraction is faster than a broadcast one)
+        self.HW, self.R = np.empty_like(self.W), np.empty_like(self.W)
+        self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, self.W.shape))
+
+    def keep(self, live):
+        """Drop columns and renew the work arrays."""
+        super().keep(live)
+        self._work()
 
     def measure(self):
         """Return J0, J0 − J* = ½ (w − u*)ᵀ(H w − g), no state check, and the iterate."""
-        d, W = self.data, self.W
-        HW = W * d.hdiag if d.hdiag is not None else np.matmul(W, d.H)
-        np.subtract(HW, np.broadcast_to(d.g, W.shape), out=self.G)
-        exc = 0.5 * np.vecdot(W - d.u, self.G)
+        d, W, HW = self.data, self.W, self.HW
+        if d.hdiag is None:
+            np.matmul(W, d.H, out=HW)
+        else:
+            np.multiply(W, d.hdiag, out=HW)
+        np.subtract(HW, self.gfull, out=self.G)
+        np.subtract(W, d.u, out=self.R)
+        exc = 0.5 * np.vecdot(self.R, self.G)
         return d.jstar + exc, exc, None, (W.copy(),) if self.names else ()
 
     def step(self):
@@ -490,10 +489,12 @@ class _Normalized(Runs):
         else:
             np.multiply(W, d.hdiag, out=HW)
         w2, n2 = np.vecdot(self.Z, W)              # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
-        self.dev, rm, t, self.G, self.R = normalized_grad(
-            self.A, W, HW, d.dot(W, d.gcol), w2, n2, self.gfull, euclidean=self.euclid,
-            out=self.G, d_out=self.R)
-        exc = normalized_excess(self.dev, t, d.dot(self.G, d.ucol), np.vecdot(W, self.G),
+        wg = W @ d.gcol
+        self.dev, rm, t, G, self.R = normalized_grad(
+            self.A, W, HW, wg if d.S is None else wg[..., 0], w2, n2, self.gfull,
+            euclidean=self.euclid, out=self.G, d_out=self.R)
+        uG = G @ d.ucol                            # rᵀ H r = uᵀG − t wᵀG (see bngd's Notes)
+        exc = normalized_excess(self.dev, t, uG if d.S is None else uG[..., 0], np.vecdot(W, G),
                                 *((w2, n2) if self.euclid else ()))
         self.q = self.eps * self.A * rm            # w_{k+1} = w_k + q D
         values = (self.q * self.A * rm, np.sqrt(w2))   # ε a² / ‖w‖²_M, ‖w‖
@@ -692,13 +693,9 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
         As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0 on w only: the w-step is taken on J + υ‖w‖²/2; a is not
-        decayed. ``loss`` and ``excess`` stay those of J.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1) on both a and w, as in :func:`~bnlib.descent.gd`:
-        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k), w_{k+1} = w_k + Δw_k, and the same for a with
-        ε_a and ∂_a J. With υ = ς = 0 (the default) the runs are the plain ones bit for bit.
+    weight_decay, momentum : float or array_like
+        As in :func:`~bnlib.descent.gd`, the decay on w only (``loss`` and ``excess`` stay
+        those of J), the momentum on both a (with ε_a and ∂_a J) and w.
 
     Returns
     -------
