@@ -73,7 +73,7 @@ class FloorSweep:
     edge : numpy.ndarray
         Mean of ε̂ λ*_max over those steps.
     predicted : numpy.ndarray, shape (P,)
-        :func:`floor_leading` of ``lr_decay``.
+        :func:`~bnlib.theory.floor_leading` of ``lr_decay``.
     ratio : numpy.ndarray
         floor / predicted.
     diverged : numpy.ndarray of bool

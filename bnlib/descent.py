@@ -11,7 +11,7 @@ all problems needs a leading length-1 axis (M step sizes for every problem are
 ``lr[None, :]``; one start per problem is ``w0`` of shape (S, 1, d); a 1-D ``lr`` of length
 S pairs step size s with problem s).
 
-One driver (:func:`drive`) runs every loop of bnlib, these and those of
+One driver (``drive``) runs every loop of bnlib, these and those of
 :mod:`~bnlib.minibatch` and :mod:`~bnlib.nn`: each method supplies its step, the driver
 records, flags and masks diverged runs (``inf`` losses, ``nan`` states, no floating-point
 warning), drops columns of dead runs, and stops at ``tol``; ``record="loss"`` keeps only

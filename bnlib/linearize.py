@@ -330,7 +330,7 @@ class Acceleration:
     gd_lr_opt, gd_steps_opt : float
         GD at ε_opt = 2/(λ_min + λ_max), GD's best asymptotic step, and its step count.
     gd_lr_best, gd_steps_best : float
-        GD's best constant step for this tolerance and start (:func:`gd_best_step`).
+        GD's best constant step for this tolerance and start (:func:`~bnlib.theory.gd_best_step`).
     lr, bngd_steps, lr_eff : numpy.ndarray, shape (M,)
         BNGD's step sizes, its step counts (``inf`` if not reached) and the effective step
         ε a_K²/‖w_K‖²_H it ended with.
@@ -339,7 +339,7 @@ class Acceleration:
     speedup_opt, speedup_best : float
         gd_steps_opt / bngd_steps_best and gd_steps_best / bngd_steps_best.
     speedup_asymptotic : float
-        :func:`asymptotic_speedup`.
+        :func:`~bnlib.theory.asymptotic_speedup`.
     """
 
     gd_lr_opt: float

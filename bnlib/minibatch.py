@@ -85,7 +85,9 @@ class MiniBatchRun:
 
 @dataclass(frozen=True, kw_only=True)
 class BNMiniBatchRun(MiniBatchRun):
-    """The result of :func:`~bnlib.minibatch.bn_sgd`: the fields of :class:`MiniBatchRun`, plus.
+    """The result of :func:`~bnlib.minibatch.bn_sgd`.
+
+    The fields of :class:`~bnlib.minibatch.MiniBatchRun`, plus the following.
 
     Attributes
     ----------
@@ -365,7 +367,7 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
           and the batch indices.
         - ``blowup`` : float > 1, default 1e10. A run is diverged once its training loss
           exceeds ``blowup * max(J_n(a0, w0), c_n/2)`` or its state is not finite
-          (:func:`~bnlib.descent.drive`).
+          (``bnlib.descent.drive``).
         - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on w
           (not on a): the w-step is taken on J_B + υ‖w‖²/2, broadcast like ``lr``.
         - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on a

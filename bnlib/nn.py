@@ -430,7 +430,7 @@ class SGDRun:
         Shape (S, L...): evaluation-mode loss and accuracy after training on the full
         training and test sets; ``inf`` and ``nan`` for diverged models.
     diverged : numpy.ndarray of bool
-        Shape (S, L...): the model diverged as :func:`~bnlib.descent.drive` defines it (its
+        Shape (S, L...): the model diverged as ``bnlib.descent.drive`` defines it (its
         batch loss not finite or above ``blowup`` times its first, or a parameter not
         finite) and was masked from then on, without floating-point warnings.
     params : dict of numpy.ndarray or None
@@ -455,7 +455,9 @@ class SGDRun:
 
 @dataclass(frozen=True, kw_only=True)
 class HeavySGDRun(SGDRun):
-    """The result of :func:`~bnlib.nn.train` with weight decay or momentum: :class:`SGDRun`, plus.
+    """The result of :func:`~bnlib.nn.train` with weight decay or momentum.
+
+    The fields of :class:`~bnlib.nn.SGDRun`, plus the following.
 
     Attributes
     ----------
@@ -524,7 +526,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
 
         - ``blowup`` : float > 1, default 1e10. A model is diverged once its batch loss is
           not finite or exceeds ``blowup`` times its first, or a parameter is not finite
-          (:func:`~bnlib.descent.drive`).
+          (``bnlib.descent.drive``).
         - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on
           the weight matrices W_l only (not on biases, γ, β): their step is taken on
           L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
@@ -536,7 +538,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     Returns
     -------
     SGDRun or HeavySGDRun
-        :class:`HeavySGDRun` when weight decay or momentum is nonzero.
+        :class:`~bnlib.nn.HeavySGDRun` when weight decay or momentum is nonzero.
 
     Notes
     -----

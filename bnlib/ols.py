@@ -16,8 +16,8 @@ The module also builds problems directly in H's eigenbasis (:func:`eigen_problem
 BNGD commute with rotations, so a run on it has the losses of a run on any rotated copy at
 O(d) instead of O(d²) per step) and draws random rotations (:func:`random_rotation`).
 
-The gradient kernel shared by BN and weight normalization (:func:`normalized_grad`,
-:func:`normalized_excess`) reparameterises u = a w/‖w‖_M with M = H (BN) or M = I (WN). With
+The gradient kernel shared by BN and weight normalization (``normalized_grad``,
+``normalized_excess``) reparameterises u = a w/‖w‖_M with M = H (BN) or M = I (WN). With
 t = wᵀg/‖w‖²_H, r = u* − t w and G = g − t H w = H r,
 
     ∂_a J   = a ‖w‖²_H/‖w‖²_M − wᵀg/‖w‖_M,

@@ -65,7 +65,7 @@ STANDARD = {"steps": 10_000, "tol": 1e-6}
 def standard_windows(kappa=100.0, *, d=100, n_seeds=5, per_decade=4) -> Windows:
     """GD's and BNGD's windows in the book's standard setting, per seed.
 
-    :func:`lr_windows` on :func:`lr_study` ``(kappa, d, n_seeds)`` with a budget of 10⁴
+    :func:`~bnlib.windows.lr_windows` on :func:`lr_study` ``(kappa, d, n_seeds)`` with a budget of 10⁴
     steps, relative tolerance 10⁻⁶, BNGD from a0 = 1 with ε_a = 1, and the grid
     10^-4.5 … 10^3.5 with ``per_decade`` points per decade (every window of the study lies
     inside it for κ = 10 … 1000, d = 100). Chapter 6 states these numbers and the summary
@@ -177,7 +177,7 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
 
     Seed by seed the same starts and mini-batches as :func:`softmax_quadratic`, so for an
     ε_a that both ran the numbers agree; the kept parameters feed
-    :func:`top_bn_sharpness`.
+    :func:`~bnlib.nn.top_bn_sharpness`.
 
     Parameters
     ----------

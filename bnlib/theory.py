@@ -3,7 +3,7 @@
 - GD on J0: the step limit 2/λ_max, the best step, its rate, its excess after k steps and the
   steps to a tolerance (:func:`gd_lr_max` ... :func:`gd_best_step`).
 - BNGD at a minimiser: the effective Hessian H* = H − H u* u*ᵀ H/(u*ᵀ H u*), its condition
-  number κ* and the local rate ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|).
+  number κ* and the local rate ``ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)``.
 - Weight normalization at a minimiser: the compression P H P (P = I − ûûᵀ) and its rates.
 - Mini-batch BN on Gaussian data: the gradient noise, the growth of ‖w‖ and the floors.
 - Weight decay: the floor's leading order and the angular equilibrium.

@@ -198,7 +198,7 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     Parameters
     ----------
     problems : sequence of bnlib.ols.OLS, length S
-        Problems of equal dimension d (e.g. one per seed, from :func:`lr_study`).
+        Problems of equal dimension d (e.g. one per seed, from :func:`~bnlib.studies.lr_study`).
     lr : array_like, shape (n,)
         Strictly increasing step sizes > 0, shared by both methods.
     steps : int or array_like of int, shape (m,)
@@ -290,7 +290,7 @@ def _log10(x):
 def gd_window(problem, w0, steps, tol, n_grid=4001, iters=60):
     """The interval of GD steps ε with J0(w_K) − J* <= tol after K = ``steps`` steps.
 
-    Found from the closed form :func:`gd_excess`: a log grid over (0, 2/λ_max] locates the
+    Found from the closed form :func:`~bnlib.theory.gd_excess`: a log grid over (0, 2/λ_max] locates the
     interval, bisection in log ε sharpens both ends to about 2^-iters of a grid cell.
 
     Parameters
@@ -502,8 +502,8 @@ def window_decades(runs, threshold):
     Parameters
     ----------
     runs : dict of bnlib.nn.SGDRun
-        As from :func:`softmax_quadratic` or :func:`bnlib.nn.train_variants`: ``test_acc`` of shape
-        (S, n) or (S, A, n) along the grid ``lr``.
+        As from :func:`~bnlib.studies.softmax_quadratic` or :func:`bnlib.nn.train_variants`:
+        ``test_acc`` of shape (S, n) or (S, A, n) along the grid ``lr``.
     threshold : float
 
     Returns
