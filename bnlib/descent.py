@@ -562,7 +562,7 @@ def _normalized(method, data, lr, steps, a0, w0, lr_a, **kw):
     a0 = v.finite_array(a0, "a0")
     w0 = v.vector_batch(w0, "w0", data.d)
     B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
-                     **{"w0[..., 0]": w0.shape[:-1]}, **_option_shapes(opt))
+                     **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
     if method == "wn":
         if np.any(np.vecdot(w0, w0) <= 0):
             raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
@@ -575,7 +575,8 @@ def _normalized(method, data, lr, steps, a0, w0, lr_a, **kw):
     return _launch(data, B, opt, lr, w0, (method, lr_a, a0, BNGDRun if method == "bn" else WNGDRun))
 
 
-def _option_shapes(opt):
+def option_shapes(opt):
+    """Return the shapes of the options that broadcast with the batch (weight decay, momentum)."""
     return {nm: x.shape for nm, x in (("weight_decay", opt.weight_decay),
                                        ("momentum", opt.momentum)) if x is not None}
 
@@ -668,7 +669,7 @@ def _gd(data, lr, steps, w0, **kw):
     lr = v.positive_array(lr, "lr")
     opt = options(steps, **kw)
     w0 = np.zeros(data.d) if w0 is None else v.vector_batch(w0, "w0", data.d)
-    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **_option_shapes(opt))
+    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
     return _launch(data, B, opt, lr, w0)
 
 

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from . import PUBLIC
 from . import checks as v
-from .descent import Runs, drive, options
+from .descent import Runs, drive, option_shapes, options
 from .ols import OLS
 
 __all__ = list(PUBLIC["minibatch"])
@@ -326,11 +326,6 @@ def _shape(repeats, **shapes):
     return shape if repeats is None else (repeats,) + shape
 
 
-def _option_shapes(opt):
-    return {nm: x.shape for nm, x in (("weight_decay", opt.weight_decay),
-                                       ("momentum", opt.momentum)) if x is not None}
-
-
 def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, problem=None,
            **options):
     """Mini-batch SGD with a BN layer: a_{k+1} = a_k − ε_a ∂_a J_B, w_{k+1} = w_k − ε ∇_w J_B.
@@ -398,7 +393,7 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     if np.any(np.all(w0 == 0, axis=-1)):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     shape = _shape(repeats, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
-                   **{"w0[..., 0]": w0.shape[:-1]}, **_option_shapes(opt))
+                   **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
     return _launch(data, problem, shape, opt, draws, lr, w0, (lr_a, a0))
 
 
@@ -431,5 +426,5 @@ def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, 
                                                     problem, options)
     d = data[0].shape[1]
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    shape = _shape(repeats, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **_option_shapes(opt))
+    shape = _shape(repeats, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
     return _launch(data, problem, shape, opt, draws, lr, w0)

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from . import PUBLIC
 from . import checks as v
 from .bn import batchnorm_backward, batchnorm_forward
-from .descent import drive
+from .descent import drive, option_shapes
 from .descent import options as descent_options
 
 __all__ = list(PUBLIC["nn"])
@@ -573,9 +573,8 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     epochs = v.count(epochs, "epochs", minimum=1)
     opt = descent_options(0, **options)
-    extra = [x.shape for x in (opt.weight_decay, opt.momentum) if x is not None]
     try:
-        L = np.broadcast_shapes(lr.shape, lr_a.shape, *extra)
+        L = np.broadcast_shapes(lr.shape, lr_a.shape, *option_shapes(opt).values())
     except ValueError:
         raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
                          f"{lr_a.shape} (and weight_decay, momentum)") from None
