@@ -66,7 +66,7 @@ def nonnegative_array(x, name: str) -> np.ndarray:
 
 
 def positive_scalar(x, name: str) -> float:
-    """Check that ``x`` is a finite real number > 0 and return it as a float."""
+    """Return ``x`` as a finite real number > 0."""
     arr = positive_array(x, name)
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
@@ -74,7 +74,7 @@ def positive_scalar(x, name: str) -> float:
 
 
 def count(x, name: str, minimum: int = 0) -> int:
-    """Check that ``x`` is a Python/numpy integer >= ``minimum`` (bools rejected); return an int."""
+    """Return ``x`` as a Python/numpy integer >= ``minimum`` (bools rejected)."""
     if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {short(x)}")
     if x < minimum:
@@ -101,17 +101,20 @@ def vector_batch(x, name: str, d: int) -> np.ndarray:
 
 
 def rng(seed, name: str = "seed") -> np.random.Generator:
-    """Return ``seed`` if it is a ``numpy.random.Generator``, else ``default_rng(seed)`` (seed ≥ 0)."""
+    """Return a ``numpy.random.Generator``.
+
+    ``seed`` itself if it is one, else ``default_rng(seed)`` for an integer seed ≥ 0.
+    """
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(count(seed, name, minimum=0))
 
 
 def scalar_or_array(x, to=float):
-    """Unwrap a 0-d result to a scalar and return any other array unchanged.
+    """Unwrap a 0-d result: the one place where results of batch shape () are unwrapped.
 
-    The scalar is ``to(x)``; ``to=None`` keeps the numpy scalar ``x[()]``. This is the one
-    place where results of batch shape () are unwrapped.
+    A 0-d ``x`` comes back as ``to(x)`` (``to=None`` keeps the numpy scalar ``x[()]``), any
+    other array unchanged.
     """
     if np.ndim(x) != 0:
         return x
@@ -120,7 +123,7 @@ def scalar_or_array(x, to=float):
 
 
 def broadcast(**shapes) -> tuple:
-    """Return the broadcast of the named shapes, else raise ``ValueError`` naming them."""
+    """Return the broadcast of the named shapes, else raise ``ValueError`` listing them."""
     try:
         return np.broadcast_shapes(*shapes.values())
     except ValueError:
@@ -129,9 +132,10 @@ def broadcast(**shapes) -> tuple:
 
 
 def scale_weights(a, w, d: int):
-    """Check finite ``a`` and ``w`` (..., d); return ``a`` broadcast to ``w.shape[:-1]``, and ``w``.
+    """Return a finite scale ``a`` and weights ``w`` of shape (..., d).
 
-    The broadcast ``a`` is a read-only view; a ``ValueError`` names both if they do not broadcast.
+    ``a`` comes back broadcast to the batch shape ``w.shape[:-1]`` (a read-only view);
+    ``ValueError`` naming both otherwise.
     """
     w = vector_batch(w, "w", d)
     a = finite_array(a, "a")
@@ -144,7 +148,7 @@ def scale_weights(a, w, d: int):
 
 
 def blowup(x, name: str = "blowup") -> float:
-    """Check a divergence factor: a finite real number > 1."""
+    """Return a divergence factor: a finite real number > 1."""
     x = positive_scalar(x, name)
     if x <= 1:
         raise ValueError(f"{name} must be > 1, got {x}")
@@ -152,13 +156,11 @@ def blowup(x, name: str = "blowup") -> float:
 
 
 def spd(H, name: str = "H", *, stack: bool = False):
-    """Validate a finite, square, symmetric, positive definite matrix (or a stack of them).
+    """Validate a symmetric positive definite matrix (or, with ``stack``, a stack of them).
 
-    With ``stack``, a stack ``(..., d, d)`` is accepted. Return ``(H_sym, eigvals)``: the
-    float64 copy symmetrised exactly as ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape
-    (..., d).
-
-    A diagonal H costs no eigendecomposition: its eigenvalues are its sorted diagonal.
+    Return ``(H_sym, eigvals)``: the float64 copy of ``H`` (..., d, d) symmetrised exactly as
+    ``(H + Hᵀ)/2`` and its ascending eigenvalues, shape (..., d). A diagonal H costs no
+    eigendecomposition: its eigenvalues are its sorted diagonal.
     """
     H = finite_array(H, name)
     if H.ndim != 2 and not (stack and H.ndim > 2):
@@ -184,7 +186,10 @@ def spd(H, name: str = "H", *, stack: bool = False):
 
 
 def is_diagonal(H) -> bool:
-    """Return whether every matrix of the stack ``H`` (..., d, d) is diagonal (H w elementwise)."""
+    """Return whether every matrix of the stack ``H`` (..., d, d) is diagonal.
+
+    E.g. a problem written in its eigenbasis, where H w is an elementwise product.
+    """
     return np.count_nonzero(H) == np.count_nonzero(np.diagonal(H, axis1=-2, axis2=-1))
 
 
@@ -207,3 +212,22 @@ def heavy_options(weight_decay, momentum):
             raise ValueError(f"{name} must be {rng}, got {short(x)}")
         out.append(x if np.any(x != 0) else None)
     return out
+
+
+RECORDS = ("all", "loss")
+
+
+def run_options(steps, tol, record, blowup_, weight_decay, momentum) -> dict:
+    """Validate the options every run takes (the fields of :class:`bnlib.descent.Options`).
+
+    ``steps`` an integer ≥ 0, ``tol`` None or > 0, ``record`` one of :data:`RECORDS`,
+    ``blowup_`` > 1, and weight decay and momentum as :func:`heavy_options`.
+    """
+    steps = count(steps, "steps", minimum=0)
+    if tol is not None:
+        tol = positive_scalar(tol, "tol")
+    if record not in RECORDS:
+        raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
+    wd, mom = heavy_options(weight_decay, momentum)
+    return dict(steps=steps, tol=tol, record=record, blowup=blowup(blowup_),
+                weight_decay=wd, momentum=mom)

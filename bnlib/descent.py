@@ -1,37 +1,21 @@
-"""Gradient descent (GD) on J0 and batch-normalized gradient descent (BNGD) on J.
+"""Gradient descent on J0 (GD), with batch normalization on J (BNGD) or weight normalization (WNGD).
 
-Both run many step sizes at once: ``lr`` may be an array, and the runs advance together
-as one batched computation (one ``W @ H`` product per step for all of them, no Python loop
-over runs). A run whose loss blows up is flagged in ``diverged``; from then on its recorded
-loss is ``inf`` and its recorded iterates are ``nan``, and no floating-point warning escapes.
-Diverged runs are dropped from the batch, so a sweep that is mostly diverged gets cheaper
-as it goes; a diagonal H (a problem written in its eigenbasis, which GD and BNGD treat
-exactly like the rotated one) costs O(d) instead of O(d²) per run and step; ``tol=``
-stops the whole batch once every live run has converged; and ``record="loss"`` keeps
-only per-step scalars (memory O(K·M) instead of O(K·M·d)).
+Every method runs many step sizes at once: ``lr`` may be an array, and the runs advance
+together (one batched ``W @ H`` per step, an elementwise product when H is diagonal, no
+Python loop over runs). The *batch shape* B of a call is the broadcast of the shapes of
+``lr`` (and ``lr_a``, ``a0``, ``w0.shape[:-1]``): a scalar ``lr`` with ``w0`` of shape (d,)
+gives B = (), M step sizes give B = (M,). The ``_stack`` variants run S problems of equal
+dimension at once, with batch shape (S, B...): axis 0 is the problem axis, every array
+argument is broadcast against (S, B...) with trailing axes aligned, so an array shared by
+all problems needs a leading length-1 axis (M step sizes for every problem are
+``lr[None, :]``; one start per problem is ``w0`` of shape (S, 1, d); a 1-D ``lr`` of length
+S pairs step size s with problem s).
 
-Shapes: the *batch shape* B of a call is the broadcast of the shapes of ``lr`` (and, for
-BNGD, ``lr_a``, ``a0`` and ``w0.shape[:-1]``). A scalar ``lr`` with ``w0`` of shape (d,)
-gives B = (); a 1-D ``lr`` of M step sizes gives B = (M,).
-
-:func:`~bnlib.descent.gd_stack` and :func:`~bnlib.descent.bngd_stack` do the same for S
-problems of equal dimension at once (e.g. S random problems, one per seed): their batch
-shape is (S, B...), with the problem axis first, and one batched product ``W_s @ H_s`` per
-step for all problems. Axis 0 of their batch is the problem axis: every array argument
-(``lr``, ``w0[..., :]`` and, for BNGD, ``lr_a`` and ``a0``) is broadcast against (S, B...)
-by numpy's rules, trailing axes aligned, and axis 0 of the result must be S. An array
-shared by all problems therefore needs a leading length-1 axis once it has any axes: M
-step sizes for every problem are ``lr[None, :]`` (batch shape (S, M)), and one start per
-problem is ``w0`` of shape (S, 1, d). A 1-D ``lr`` of length S pairs step size s with
-problem s.
-
-Weight normalization (WNGD, :func:`wngd`) runs on the same engine: u = a w/‖w‖ with the
-Euclidean norm, J_WN(a, w) = J0(a w/‖w‖), no data in the normalisation.
-
-Every run shares one bookkeeping: a run is *alive* until its state stops being finite or
-its loss exceeds ``blowup`` times its start; a diverged run's later records are masked
-(``inf`` losses, ``nan`` states); columns of dead runs are dropped and put back; and the
-step at which an excess first reaches a tolerance is read off the record (:meth:`GDRun.steps_to`).
+One driver (``drive``) runs every loop of bnlib, these and those of
+:mod:`~bnlib.minibatch` and :mod:`~bnlib.nn`: each method supplies its step, the driver
+records, flags and masks diverged runs (``inf`` losses, ``nan`` states, no floating-point
+warning), drops columns of dead runs, and stops at ``tol``; ``record="loss"`` keeps only
+per-step scalars. WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
 """
 
 from __future__ import annotations
@@ -100,9 +84,10 @@ class GDRun:
 
 @dataclass(frozen=True, kw_only=True)
 class BNGDRun(GDRun):
-    """The result of :func:`~bnlib.descent.bngd`: the fields of :class:`~bnlib.descent.GDRun`
-    (with ``loss`` = J(a_k, w_k) and ``excess`` = J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g),
-    u_k = a_k w_k/‖w_k‖_H), plus
+    """The result of :func:`~bnlib.descent.bngd`.
+
+    The fields of :class:`~bnlib.descent.GDRun` (with ``loss`` = J(a_k, w_k) and ``excess`` =
+    J − J* computed as ½ (u_k − u*)ᵀ(H u_k − g), u_k = a_k w_k/‖w_k‖_H), plus the following.
 
     Attributes
     ----------
@@ -139,19 +124,20 @@ def steps_to(excess, tol) -> np.ndarray:
 
 
 def divergence_limit(loss0, c, blowup):
-    """The loss above which a run counts as diverged: ``blowup · max(J(start), c/2)``."""
+    """Return the loss above which a run counts as diverged, ``blowup · max(J(start), c/2)``."""
     return blowup * np.maximum(loss0, 0.5 * c)
 
 
 def masked(alive, x, fill, vec=False):
-    """``x`` where the run is alive, ``fill`` where it diverged (``vec``: x has a last axis
-    of coordinates). Returns a fresh array."""
+    """Return ``x`` where the run is alive and ``fill`` where it diverged, as a fresh array.
+
+    With ``vec`` the last axis of ``x`` holds coordinates.
+    """
     return np.where(alive[..., None] if vec else alive, x, fill)
 
 
-def scatter(x, cols, N, fill, vec=False):
-    """Put the active columns ``x`` of shape (…, n), or (…, n, d) if ``vec``, back into a
-    full row of N columns filled with ``fill``."""
+def _scatter(x, cols, N, fill, vec):
+    """Put the active columns ``x`` (…, n) or, with ``vec``, (…, n, d) back into N columns."""
     if cols is None:
         return x
     if vec:
@@ -163,58 +149,168 @@ def scatter(x, cols, N, fill, vec=False):
     return out
 
 
-def stack_rows(rows, k, length):
-    """Stack the recorded rows; pad runs that all diverged early with their last row
-    (inf losses, nan iterates) so arrays keep ``length`` rows."""
-    out = np.stack(rows[: k + 1])
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The options of a run, shared by every loop of :func:`drive`.
+
+    Attributes
+    ----------
+    steps : int
+        Number of steps K ≥ 0.
+    tol : float or None
+        Stop once every live run has ``excess <= tol``.
+    record : {"all", "loss"}
+        ``"all"`` also records the states; ``"loss"`` only per-step scalars.
+    blowup : float
+        The divergence factor > 1 (see :func:`drive`).
+    weight_decay, momentum : numpy.ndarray or None
+        Coupled weight decay υ ≥ 0 and heavy-ball momentum ς ∈ [0, 1) (arrays broadcast with
+        the batch shape); ``None`` where zero everywhere, the plain step bit for bit.
+    """
+
+    steps: int
+    tol: float | None = None
+    record: str = "all"
+    blowup: float = 1e10
+    weight_decay: np.ndarray | None = None
+    momentum: np.ndarray | None = None
+
+
+def options(steps, tol=None, record="all", blowup=1e10, weight_decay=0.0, momentum=0.0):
+    """Validate the run options into an :class:`Options` (ValueError/TypeError naming one)."""
+    return Options(**v.run_options(steps, tol, record, blowup, weight_decay, momentum))
+
+
+def _stacked(rows, length, shape, fill):
+    """Stack recorded rows, padded with ``fill`` to ``length`` rows (runs that all died)."""
+    out = np.stack(rows) if rows else np.empty((0,) + shape)
     if length > out.shape[0]:
-        pad = np.broadcast_to(out[-1:], (length - out.shape[0],) + out.shape[1:])
-        out = np.concatenate([out, pad])
+        out = np.concatenate([out, np.full((length - out.shape[0],) + out.shape[1:], fill)])
     return out
 
 
+def _append(rows, values, alive, whole, where):
+    """Record one row per name: diverged runs masked with the name's fill, dropped columns put back."""
+    cols, N = where
+    if whole and cols is None:                     # the common case: nothing to mask
+        for (row, _), x in zip(rows, values, strict=True):
+            row.append(x)
+        return
+    for (row, fill), x in zip(rows, values, strict=True):
+        vec = x.ndim > alive.ndim
+        if not whole:
+            x = masked(alive, x, fill, vec)
+        row.append(x if cols is None else _scatter(x, cols, N, fill, vec))
+
+
+def drive(stepper, opt, c):
+    """Run the N runs of ``stepper`` together: the one loop behind every descent of bnlib.
+
+    Parameters
+    ----------
+    stepper : object
+        The state of N runs of one method; its runs lie on the last axis of ``stepper.shape``
+        ((N,), or (S, N) for S stacked problems). It supplies ``names``/``fills`` and
+        ``step_names`` (the records beyond the loss and excess, and the value a diverged run
+        shows), ``measure()`` → ``(loss, excess, ok, rows)`` at the current state (``ok``: a
+        bool array, False where the state is not finite, or None), ``step()`` → the rows of
+        ``step_names`` after moving every run one step, ``keep(live)`` (drop the columns not
+        in ``live``; only if ``prunable``) and ``finals()`` (a dict of final states).
+    opt : Options
+    c : float or numpy.ndarray
+        The loss at u = 0 (twice the divergence floor), per problem.
+
+    Returns
+    -------
+    dict
+        Every record stacked to (L, shape...) (a state: (L, shape..., d)), ``"alive"`` and the
+        final states (diverged runs ``nan``).
+
+    Notes
+    -----
+    One meaning of divergence for every method: a run is *diverged* from the first step at
+    which its loss (for mini-batch and network SGD, the loss the method measures) is not finite
+    or exceeds ``blowup · max(loss_0, c/2)``, or its state is not finite. From then on its
+    records are masked (``inf`` losses and excesses, ``nan`` else; ``nan`` per-step records)
+    and no floating-point warning escapes. Once at least 1/8 of the columns hold no live run
+    they are dropped, so a sweep that is mostly diverged gets cheaper, and put back in the
+    records. The loop stops after ``steps`` steps, once no run is alive (the records are
+    padded to K+1 rows), or once every live run has ``excess <= tol`` (L = k+1).
+    """
+    rows = [([], f) for f in (np.inf, np.inf) + stepper.fills]
+    srows = [([], np.nan) for _ in stepper.step_names]
+    alive = np.ones(stepper.shape, dtype=bool)
+    N, cols, limit, length = alive.shape[-1], None, None, opt.steps + 1
+    with np.errstate(all="ignore"):
+        for k in range(opt.steps + 1):
+            loss, exc, ok, values = stepper.measure()
+            if limit is None:
+                limit = divergence_limit(loss, c, opt.blowup)
+            alive &= loss <= limit if ok is None else (loss <= limit) & ok   # False for nan, inf
+            whole = bool(alive.all())
+            _append(rows, (loss, exc) + values, alive, whole, (cols, N))
+            if k == opt.steps or not (whole or alive.any()):
+                break
+            if opt.tol is not None and (exc.max() <= opt.tol if whole else
+                                        np.all(exc[alive] <= opt.tol)):
+                length = k + 1
+                break
+            if not whole and stepper.prunable:
+                cols, alive, limit = _prune(stepper, alive, limit, cols, N)
+            _append(srows, stepper.step(), alive, whole, (cols, N))
+        finals = stepper.finals()
+    names = ("loss", "excess") + stepper.names
+    out = {nm: _stacked(r, length, alive.shape[:-1] + (N,), f)
+           for nm, (r, f) in zip(names, rows, strict=True)}
+    out.update({nm: _stacked(r, length - 1, alive.shape[:-1] + (N,), f)
+                for nm, (r, f) in zip(stepper.step_names, srows, strict=True)})
+    out["alive"] = _scatter(alive, cols, N, False, False)
+    for nm, x in finals.items():
+        vec = x.ndim > alive.ndim
+        out[nm] = _scatter(masked(alive, x, np.nan, vec), cols, N, np.nan, vec)
+    return out
+
+
+def _prune(stepper, alive, limit, cols, N):
+    """Drop the columns without a live run once they are at least 1/8 of the columns."""
+    live = alive.any(axis=0) if alive.ndim == 2 else alive
+    if 8 * (live.size - np.count_nonzero(live)) < live.size:
+        return cols, alive, limit
+    stepper.keep(live)
+    return (np.arange(N) if cols is None else cols)[live], alive[..., live], limit[..., live]
+
+
 class _Data:
-    """Problem arrays laid out for the engine.
+    """Problem arrays laid out for the steppers.
 
     One problem: H (d, d), g, gcol, u, ucol (d,), jstar and c floats; the state is W (N, d).
     S stacked problems: H (S, d, d), g and u (S, 1, d), gcol and ucol (S, d, 1), jstar and
     c (S, 1); the state is W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when
-    every H is diagonal, else None.
+    every H is diagonal (a problem written in its eigenbasis: H w is then an elementwise
+    product, O(d) instead of O(d²) per run and step), else None.
     """
 
-    __slots__ = ("H", "hdiag", "g", "gcol", "u", "ucol", "jstar", "c", "d", "S")
-
     def __init__(self, problems, stacked):
-        d = problems[0].d
-        self.d = d
-        # A diagonal H (a problem written in its eigenbasis) needs no matrix product:
-        # H w is an elementwise product, O(d) instead of O(d²) per run and step.
-        diagonal = all(v.is_diagonal(p.H) for p in problems)
+        p = problems[0]
+        self.d = p.d
+        diagonal = all(v.is_diagonal(q.H) for q in problems)
         if not stacked:
-            p = problems[0]
             self.S = None
             self.H, self.g, self.gcol, self.u, self.ucol = p.H, p.g, p.g, p.u_star, p.u_star
             self.jstar, self.c = p.min_loss, p.c
             self.hdiag = np.ascontiguousarray(np.diagonal(p.H)) if diagonal else None
-        else:
-            self.S = len(problems)
-            if diagonal:                           # no dense (S, d, d) stack
-                self.H = None
-                self.hdiag = np.stack([np.diagonal(p.H) for p in problems])[:, None, :]
-            else:
-                self.H = np.stack([p.H for p in problems])
-                self.hdiag = None
-            g = np.stack([p.g for p in problems])
-            self.g = g[:, None, :]
-            self.gcol = np.ascontiguousarray(g[:, :, None])
-            u = np.stack([p.u_star for p in problems])
-            self.u = u[:, None, :]
-            self.ucol = np.ascontiguousarray(u[:, :, None])
-            self.jstar = np.array([p.min_loss for p in problems])[:, None]
-            self.c = np.array([p.c for p in problems])[:, None]
+            return
+        self.S = len(problems)
+        self.H = None if diagonal else np.stack([q.H for q in problems])   # no dense stack
+        self.hdiag = np.stack([np.diagonal(q.H) for q in problems])[:, None, :] if diagonal else None
+        g, u = np.stack([q.g for q in problems]), np.stack([q.u_star for q in problems])
+        self.g, self.gcol = g[:, None, :], np.ascontiguousarray(g[:, :, None])
+        self.u, self.ucol = u[:, None, :], np.ascontiguousarray(u[:, :, None])
+        self.jstar = np.array([q.min_loss for q in problems])[:, None]
+        self.c = np.array([q.c for q in problems])[:, None]
 
     def h_norm2(self, w):
-        """wᵀ H w for w of shape (d,), (B..., d) (one problem) or (S, B..., d) (stacked)."""
+        """Return wᵀ H w for w of shape (B..., d) (one problem) or (S, B..., d) (stacked)."""
         if self.S is None:
             Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
             return np.vecdot(Hw, w)
@@ -223,7 +319,8 @@ class _Data:
         return np.vecdot(Hw, ws).reshape(w.shape[:-1])
 
 
-def _stack(problems):
+def _problems(problems):
+    """Lay out a sequence of OLS problems of equal dimension (the ``_stack`` functions)."""
     if isinstance(problems, OLS):
         raise TypeError("problems must be a sequence of bnlib.OLS; for a single problem use gd/bngd")
     try:
@@ -243,8 +340,7 @@ def _stack(problems):
 
 
 def _batch_shape(data, **shapes):
-    """The batch shape: the broadcast of ``shapes`` for one problem; for S stacked problems
-    the broadcast of ``shapes`` with (S, 1, ..., 1), whose axis 0 must stay S."""
+    """Return the batch shape, with axis 0 the problem axis for S stacked problems."""
     if data.S is None:
         return v.broadcast(**shapes)
     n = max(1, *(len(s) for s in shapes.values()))
@@ -261,248 +357,228 @@ def _batch_shape(data, **shapes):
             f"length-1 axis (e.g. lr[None, :])") from None
 
 
-_RECORDS = ("all", "loss")
+class Runs:
+    """Per-run arrays of a stepper, cut together when :func:`drive` drops columns.
 
-
-def common(lr, steps, tol, record, blowup):
-    """Validate the arguments every run takes."""
-    lr = v.positive_array(lr, "lr")
-    steps = v.count(steps, "steps", minimum=0)
-    if tol is not None:
-        tol = v.positive_scalar(tol, "tol")
-    if record not in _RECORDS:
-        raise ValueError(f"record must be one of {_RECORDS}, got {record!r}")
-    return lr, steps, tol, v.blowup(blowup)
-
-
-def _buffers(method, W, g):
-    """Work arrays for a state like W: (HW, G, R or D, Z, gfull). A normalized method keeps
-    W and H W in one array Z = [W, HW] so that one call gives both ‖w‖² and ‖w‖²_H; BN's G
-    overwrites HW, WN's needs its own G and D. ``gfull`` is g broadcast to W's shape (a
-    same-shape subtraction is faster than a broadcast one)."""
-    gfull = np.ascontiguousarray(np.broadcast_to(g, W.shape))
-    if method == "gd":
-        return np.empty_like(W), np.empty_like(W), np.empty_like(W), None, gfull
-    Z = np.empty((2,) + W.shape)
-    Z[0] = W
-    if method == "bn":
-        return Z[1], Z[1], Z[1], Z, gfull
-    return Z[1], np.empty_like(W), np.empty_like(W), Z, gfull
-
-
-def engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd=None, mom=None):
-    """Run N runs of one method together.
-
-    W : (N, d) or (S, N, d), a fresh float array updated in place; A, eps, eps_a : (N,) or
-    (S, N) (A and eps_a are ignored for GD). ``wd`` (weight decay υ) and ``mom`` (momentum
-    ς), arrays like ``eps`` or None: with either given, every step is heavy ball on
-    J + υ‖w‖²/2 (the decay on w only, the momentum on a and w),
-
-        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k),   w_{k+1} = w_k + Δw_k   (Δw_{−1} = 0),
-
-    and the same for a with ε_a and ∂_a J; with both None the loop is the plain step.
-    Returns a dict of recorded arrays of shape (L, N) or (L, S, N) (``w``: (L, …, d)), the
-    final state and ``alive``.
-
-    Per step and run: one row of ``W @ H`` (a single batched product for all runs; an
-    elementwise product when H is diagonal), one product ``W @ g`` and eight or nine other
-    passes over the (N, d) state (three more for WN), into preallocated buffers.
+    ``per_run`` names arrays with the runs on the last axis, ``per_vec`` arrays with them on
+    the second last (states (…, N, d)); ``None`` entries stay None. With weight decay or
+    momentum (``heavy``) the step is heavy ball on the loss + υ‖w‖²/2, the decay on w only:
+    Δw_k = ς Δw_{k−1} − ε (∇_w + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a
+    scale a with ε_a and without decay.
     """
-    H, g, gcol, u, ucol, jstar = data.H, data.g, data.gcol, data.u, data.ucol, data.jstar
-    hdiag = data.hdiag
-    norm = method != "gd"
-    euclid = method == "wn"
-    stacked = data.S is not None
-    N = W.shape[-2]
-    cols = None                                    # active columns (None: all N)
-    alive = np.ones(W.shape[:-1], dtype=bool)
-    HW, G, R, Z, gfull = _buffers(method, W, g)
-    W = Z[0] if norm else W
-    names = ["loss", "excess"] + (["lr_eff", "w_norm"] if norm else [])
-    if record == "all":
-        names += ["w"] + (["a"] if norm else [])
-    fills = [np.inf if nm in ("loss", "excess") else np.nan for nm in names]
-    rows = [[] for _ in names]
-    limit = None
-    k = 0
-    heavy = wd is not None or mom is not None
-    if heavy:
-        wd = np.zeros_like(eps) if wd is None else wd
-        mom = np.zeros_like(eps) if mom is None else mom
-        SW = np.zeros_like(W)                      # the step Δw_k of w (and of a below)
-        SA = np.zeros_like(eps) if norm else None
-    with np.errstate(all="ignore"):
-        while True:
-            if hdiag is None:
-                np.matmul(W, H, out=HW)
-            else:
-                np.multiply(W, hdiag, out=HW)
-            if norm:
-                w2, n2 = np.vecdot(Z, W)           # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
-                wg = W @ gcol
-                if stacked:
-                    wg = wg[..., 0]
-                dev, rm, t, G, R = normalized_grad(A, W, HW, wg, w2, n2, gfull,
-                                                   euclidean=euclid, out=G, d_out=R)
-                uG = G @ ucol                      # rᵀ H r = uᵀG − t wᵀG (see _kernel)
-                if stacked:
-                    uG = uG[..., 0]
-                exc = normalized_excess(dev, t, uG, np.vecdot(W, G),
-                                        *((w2, n2) if euclid else ()))
-            else:
-                np.subtract(HW, gfull, out=G)      # ∇J0 = H w − g
-                np.subtract(W, u, out=R)
-                exc = 0.5 * np.vecdot(R, G)
-            loss = jstar + exc
-            if limit is None:
-                limit = divergence_limit(loss, data.c, blowup)
-            ok = loss <= limit                     # False for nan and inf
-            if norm:
-                ok &= n2 < np.inf                  # also catches an overflowing ‖w‖_H
-            alive &= ok
-            all_alive = bool(alive.all())
-            if not all_alive:
-                loss, exc = masked(alive, loss, np.inf), masked(alive, exc, np.inf)
-            if norm:
-                q = eps * A * rm                   # w_{k+1} = w_k + q D
-                lr_eff = q * A * rm                # ε a² / ‖w‖²_M
-                w_norm = np.sqrt(w2)
-                if not all_alive:
-                    lr_eff, w_norm = masked(alive, lr_eff, np.nan), masked(alive, w_norm, np.nan)
-                rec = (loss, exc, lr_eff, w_norm)
-            else:
-                rec = (loss, exc)
-            if record == "all":
-                rec += (W.copy() if all_alive else masked(alive, W, np.nan, vec=True),)
-                if norm:
-                    rec += (A.copy() if all_alive else masked(alive, A, np.nan),)
-            if cols is None:
-                for row, x in zip(rows, rec, strict=True):
-                    row.append(x)
-            else:
-                for row, x, fill, nm in zip(rows, rec, fills, names, strict=True):
-                    row.append(scatter(x, cols, N, fill, vec=nm == "w"))
-            if k == steps or not (all_alive or alive.any()):
-                length = steps + 1
-                break
-            if tol is not None and (exc.max() <= tol if all_alive else np.all(exc[alive] <= tol)):
-                length = k + 1
-                break
-            if not all_alive:                      # drop columns with no live run left
-                live = alive.any(axis=0) if stacked else alive
-                n_live = int(np.count_nonzero(live))
-                if 8 * (live.size - n_live) >= live.size:
-                    here = np.arange(N) if cols is None else cols
-                    cols = here[live]
-                    alive, limit, eps = alive[..., live], limit[..., live], eps[..., live]
-                    if heavy:
-                        wd, mom, SW = wd[..., live], mom[..., live], SW[..., live, :]
-                        SA = SA[..., live] if norm else None
-                    step_dir = (R if norm else G)[..., live, :]
-                    HW, G, R, Z, gfull = _buffers(method, W[..., live, :], g)
-                    W = Z[0] if norm else W[..., live, :]
-                    if norm:
-                        R[...] = step_dir
-                        A, eps_a, dev, q = A[..., live], eps_a[..., live], dev[..., live], q[..., live]
-                    else:
-                        G[...] = step_dir
-            if heavy:
-                step = q[..., None] * R if norm else -eps[..., None] * G
-                SW = mom[..., None] * SW + (step - (eps * wd)[..., None] * W)
-                W += SW
-                if norm:
-                    SA = mom * SA - eps_a * dev
-                    A = A + SA
-            elif norm:
-                np.multiply(R, q[..., None], out=R)
-                W += R                             # w − ε ∇_w J, ∇_w J = −(a/‖w‖_M) D
-                A = A - eps_a * dev
-            else:
-                np.multiply(G, eps[..., None], out=G)
-                W -= G
-            k += 1
-    out = {nm: stack_rows(row, k, length) for nm, row in zip(names, rows, strict=True)}
-    out["alive"] = scatter(alive, cols, N, False)
-    out["w_final"] = scatter(masked(alive, W, np.nan, vec=True), cols, N, np.nan, vec=True)
-    if norm:
-        out["a_final"] = scatter(masked(alive, A, np.nan), cols, N, np.nan)
-    return out
+
+    per_run = ("eps", "eps_a", "A", "wd", "mom", "SA", "dev", "q")
+    prunable = True
+    per_vec = ("W", "SW")
+
+    def heavy_ball(self, opt, flat, scale):
+        """Set up momentum state from ``opt`` (per-run arrays via ``flat``), if any."""
+        self.heavy = opt.weight_decay is not None or opt.momentum is not None
+        self.wd = self.mom = self.SW = self.SA = None
+        if self.heavy:
+            zero = np.zeros_like(self.eps)
+            self.wd = zero if opt.weight_decay is None else flat(opt.weight_decay)
+            self.mom = zero if opt.momentum is None else flat(opt.momentum)
+            self.SW = np.zeros_like(self.W)
+            self.SA = np.zeros_like(self.eps) if scale else None
+
+    def keep(self, live):
+        """Keep only the columns ``live`` of every per-run array."""
+        for names, idx in ((self.per_run, (..., live)), (self.per_vec, (..., live, slice(None)))):
+            for nm in names:
+                x = getattr(self, nm, None)
+                if x is not None:
+                    setattr(self, nm, x[idx])
+
+    def momentum_w(self, step):
+        """Take a heavy-ball step of w from the plain step ``step`` (−ε ∇_w)."""
+        self.SW = self.mom[..., None] * self.SW + (step - (self.eps * self.wd)[..., None] * self.W)
+        self.W += self.SW
 
 
-def launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result=None,
-           weight_decay=None, momentum=None):
-    """Broadcast the per-run arguments to the batch shape B, flatten, run, reshape into
-    ``result`` (default :class:`~bnlib.descent.GDRun` or :class:`~bnlib.descent.BNGDRun`).
-    ``weight_decay`` and ``momentum`` (arrays broadcast to B, or None) go to :func:`engine`."""
+class _GD(Runs):
+    """GD's step w ← w − ε (H w − g) on laid-out problems."""
+
+    step_names = ()
+    per_vec = ("W", "SW", "G")                     # G carries the step over a drop
+
+    def __init__(self, data, W, eps, opt, flat):
+        self.data, self.W, self.eps, self.A = data, W, eps, None
+        self.names = ("w",) if opt.record == "all" else ()
+        self.fills = (np.nan,) * len(self.names)
+        self.shape = W.shape[:-1]
+        self.G = np.empty_like(W)
+        self._work()
+        self.heavy_ball(opt, flat, scale=False)
+
+    def _work(self):
+        # H w and w − u* into preallocated buffers; g broadcast to W's shape once (a
+        # same-shape subtraction is faster than a broadcast one)
+        self.HW, self.R = np.empty_like(self.W), np.empty_like(self.W)
+        self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, self.W.shape))
+
+    def keep(self, live):
+        """Drop columns and renew the work arrays."""
+        super().keep(live)
+        self._work()
+
+    def measure(self):
+        """Return J0, J0 − J* = ½ (w − u*)ᵀ(H w − g), no state check, and the iterate."""
+        d, W, HW = self.data, self.W, self.HW
+        if d.hdiag is None:
+            np.matmul(W, d.H, out=HW)
+        else:
+            np.multiply(W, d.hdiag, out=HW)
+        np.subtract(HW, self.gfull, out=self.G)
+        np.subtract(W, d.u, out=self.R)
+        exc = 0.5 * np.vecdot(self.R, self.G)
+        return d.jstar + exc, exc, None, (W.copy(),) if self.names else ()
+
+    def step(self):
+        """Move every run one step."""
+        if self.heavy:
+            self.momentum_w(-self.eps[..., None] * self.G)
+        else:
+            np.multiply(self.G, self.eps[..., None], out=self.G)
+            self.W -= self.G
+        return ()
+
+    def finals(self):
+        """Return the last iterate."""
+        return {"w_final": self.W}
+
+
+class _Normalized(Runs):
+    """BNGD's (``euclid=False``) or WNGD's step on (a, w), laid-out problems.
+
+    W and H W share one array Z = [W, HW] so that one call gives both ‖w‖² and ‖w‖²_H; BN's
+    G overwrites HW, WN's needs its own G and D (:func:`~bnlib.ols.normalized_grad`).
+    """
+
+    step_names = ()
+
+    def __init__(self, data, W, A, eps, eps_a, opt, flat, euclid):
+        self.data, self.A, self.eps, self.eps_a, self.euclid = data, A, eps, eps_a, euclid
+        self.names = ("lr_eff", "w_norm") + (("w", "a") if opt.record == "all" else ())
+        self.fills = (np.nan,) * len(self.names)
+        self.shape = W.shape[:-1]
+        self._work(W)
+        self.heavy_ball(opt, flat, scale=True)
+
+    def _work(self, W, R=None):
+        self.Z = np.empty((2,) + W.shape)
+        self.Z[0] = W
+        self.W, self.HW = self.Z[0], self.Z[1]
+        self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, W.shape))
+        self.G = self.HW if not self.euclid else np.empty_like(W)
+        self.R = self.HW if not self.euclid else np.empty_like(W)
+        if R is not None:
+            self.R[...] = R
+
+    def keep(self, live):
+        """Drop columns; the step direction R moves into new work arrays."""
+        R = self.R[..., live, :]
+        super().keep(live)
+        self._work(self.W, R)
+
+    def measure(self):
+        """Return J, J − J*, whether ‖w‖_H is finite, and lr_eff, ‖w‖ (and w, a)."""
+        d, W, HW = self.data, self.W, self.HW
+        if d.hdiag is None:
+            np.matmul(W, d.H, out=HW)
+        else:
+            np.multiply(W, d.hdiag, out=HW)
+        w2, n2 = np.vecdot(self.Z, W)              # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
+        wg = W @ d.gcol
+        self.dev, rm, t, G, self.R = normalized_grad(
+            self.A, W, HW, wg if d.S is None else wg[..., 0], w2, n2, self.gfull,
+            euclidean=self.euclid, out=self.G, d_out=self.R)
+        uG = G @ d.ucol                            # rᵀ H r = uᵀG − t wᵀG (see bngd's Notes)
+        exc = normalized_excess(self.dev, t, uG if d.S is None else uG[..., 0], np.vecdot(W, G),
+                                *((w2, n2) if self.euclid else ()))
+        self.q = self.eps * self.A * rm            # w_{k+1} = w_k + q D
+        values = (self.q * self.A * rm, np.sqrt(w2))   # ε a² / ‖w‖²_M, ‖w‖
+        if len(self.names) > 2:
+            values += (W.copy(), self.A.copy())
+        return d.jstar + exc, exc, n2 < np.inf, values
+
+    def step(self):
+        """Move every run one step: w − ε ∇_w J with ∇_w J = −(a/‖w‖_M) D, a − ε_a ∂_a J."""
+        if self.heavy:
+            self.momentum_w(self.q[..., None] * self.R)
+            self.SA = self.mom * self.SA - self.eps_a * self.dev
+            self.A = self.A + self.SA
+        else:
+            np.multiply(self.R, self.q[..., None], out=self.R)
+            self.W += self.R
+            self.A = self.A - self.eps_a * self.dev
+        return ()
+
+    def finals(self):
+        """Return the last (a, w)."""
+        return {"w_final": self.W, "a_final": self.A}
+
+
+def _launch(data, B, opt, lr, w0, scale=None):
+    """Broadcast the per-run arguments to the batch shape B, flatten, drive, reshape.
+
+    ``scale`` is None for GD, else (method, lr_a, a0, result class) for BNGD and WNGD.
+    """
     d = data.d
-    norm = method != "gd"
-    lead = () if data.S is None else (data.S,)
-    flat = lead + (-1,)
-    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat + (d,))
-    eps_b = np.broadcast_to(lr, B)
-    eps = np.ascontiguousarray(eps_b).reshape(flat)
-    if norm:
-        eps_a_b = np.broadcast_to(lr_a, B)
-        A = np.array(np.broadcast_to(a0, B), dtype=float).reshape(flat)
-        eps_a = np.ascontiguousarray(eps_a_b).reshape(flat)
+    flat_shape = ((data.S,) if data.S is not None else ()) + (-1,)
+
+    def flat(x):
+        return np.array(np.broadcast_to(x, B), dtype=float).reshape(flat_shape)
+
+    W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat_shape + (d,))
+    if scale is None:
+        stepper = _GD(data, W, flat(lr), opt, flat)
     else:
-        A = eps_a = None
-    wd = mom = None
-    if weight_decay is not None:
-        wd = np.ascontiguousarray(np.broadcast_to(weight_decay, B), dtype=float).reshape(flat)
-    if momentum is not None:
-        mom = np.ascontiguousarray(np.broadcast_to(momentum, B), dtype=float).reshape(flat)
-    res = engine(method, data, W, A, eps, eps_a, steps, tol, record, blowup, wd, mom)
+        method, lr_a, a0, _ = scale
+        stepper = _Normalized(data, W, flat(a0), flat(lr), flat(lr_a), opt, flat, method == "wn")
+    res = drive(stepper, opt, data.c)
 
     def shaped(x, tail=()):
-        return None if x is None else x.reshape(x.shape[:1] + B + tail)
+        return x.reshape(x.shape[:1] + B + tail)
 
-    common = dict(
-        w=shaped(res.get("w"), (d,)),
-        loss=shaped(res["loss"]),
-        excess=shaped(res["excess"]),
-        diverged=v.scalar_or_array(~res["alive"].reshape(B), to=None),
-        lr=v.scalar_or_array(eps_b.copy(), to=None),
-        w_final=res["w_final"].reshape(B + (d,)),
-        steps=steps,
-    )
-    if not norm:
-        return (result or GDRun)(**common)
-    return (result or BNGDRun)(
-        **common,
-        a=shaped(res.get("a")),
-        lr_eff=shaped(res["lr_eff"]),
-        w_norm=shaped(res["w_norm"]),
-        lr_a=v.scalar_or_array(eps_a_b.copy(), to=None),
-        a_final=v.scalar_or_array(res["a_final"].reshape(B), to=None),
-    )
+    out = dict(w=shaped(res["w"], (d,)) if "w" in res else None, loss=shaped(res["loss"]),
+               excess=shaped(res["excess"]),
+               diverged=v.scalar_or_array(~res["alive"].reshape(B), to=None),
+               lr=v.scalar_or_array(np.broadcast_to(lr, B).copy(), to=None),
+               w_final=res["w_final"].reshape(B + (d,)), steps=opt.steps)
+    if scale is None:
+        return GDRun(**out)
+    return scale[3](**out, a=shaped(res["a"]) if "a" in res else None,
+                    lr_eff=shaped(res["lr_eff"]), w_norm=shaped(res["w_norm"]),
+                    lr_a=v.scalar_or_array(np.broadcast_to(lr_a, B).copy(), to=None),
+                    a_final=v.scalar_or_array(res["a_final"].reshape(B), to=None))
 
 
-def normalized_run(method, data, lr, steps, a0, w0, lr_a, tol, record, blowup, result=None,
-                   weight_decay=0.0, momentum=0.0):
+def _normalized(method, data, lr, steps, a0, w0, lr_a, **kw):
     """Validate and run BNGD (``"bn"``) or WNGD (``"wn"``) on laid-out problems."""
-    lr, steps, tol, blowup = common(lr, steps, tol, record, blowup)
-    wd, mom = v.heavy_options(weight_decay, momentum)
+    lr = v.positive_array(lr, "lr")
+    opt = options(steps, **kw)
     lr_a = v.positive_array(lr_a, "lr_a")
     a0 = v.finite_array(a0, "a0")
     w0 = v.vector_batch(w0, "w0", data.d)
-    extra = {k: x.shape for k, x in (("weight_decay", wd), ("momentum", mom)) if x is not None}
     B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
-                     **{"w0[..., 0]": w0.shape[:-1]}, **extra)
+                     **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
     if method == "wn":
         if np.any(np.vecdot(w0, w0) <= 0):
             raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
     else:
-        if data.S is None:
-            n2 = data.h_norm2(w0)
-        else:
-            # only the problem axis needs broadcasting to check every start once
-            lead = np.broadcast_shapes(w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,))
-            n2 = data.h_norm2(np.broadcast_to(w0, lead))
-        if np.any(n2 <= 0):
+        if data.S is not None:     # only the problem axis needs broadcasting to check every start
+            w0 = np.broadcast_to(w0, np.broadcast_shapes(
+                w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,)))
+        if np.any(data.h_norm2(w0) <= 0):
             raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
-    return launch(method, data, B, lr, lr_a, a0, w0, steps, tol, record, blowup, result,
-                  wd, mom)
+    return _launch(data, B, opt, lr, w0, (method, lr_a, a0, BNGDRun if method == "bn" else WNGDRun))
+
+
+def option_shapes(opt):
+    """Return the shapes of the options that broadcast with the batch (weight decay, momentum)."""
+    return {nm: x.shape for nm, x in (("weight_decay", opt.weight_decay),
+                                       ("momentum", opt.momentum)) if x is not None}
 
 
 def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weight_decay=0.0,
@@ -547,8 +623,8 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
         finite, ``tol <= 0``, or ``record`` is unknown.
     """
     check_problem(problem)
-    return _gd(_Data([problem], stacked=False), lr, steps, w0, tol, record, blowup,
-               weight_decay, momentum)
+    return _gd(_Data([problem], stacked=False), lr, steps, w0, tol=tol, record=record,
+               blowup=blowup, weight_decay=weight_decay, momentum=momentum)
 
 
 def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10,
@@ -585,17 +661,16 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
         If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
         0, or an argument is invalid as in :func:`~bnlib.descent.gd`.
     """
-    return _gd(_stack(problems), lr, steps, w0, tol, record, blowup, weight_decay, momentum)
+    return _gd(_problems(problems), lr, steps, w0, tol=tol, record=record, blowup=blowup,
+               weight_decay=weight_decay, momentum=momentum)
 
 
-def _gd(data, lr, steps, w0, tol, record, blowup, weight_decay, momentum):
-    lr, steps, tol, blowup = common(lr, steps, tol, record, blowup)
-    wd, mom = v.heavy_options(weight_decay, momentum)
-    d = data.d
-    w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    extra = {k: x.shape for k, x in (("weight_decay", wd), ("momentum", mom)) if x is not None}
-    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **extra)
-    return launch("gd", data, B, lr, None, None, w0, steps, tol, record, blowup, None, wd, mom)
+def _gd(data, lr, steps, w0, **kw):
+    lr = v.positive_array(lr, "lr")
+    opt = options(steps, **kw)
+    w0 = np.zeros(data.d) if w0 is None else v.vector_batch(w0, "w0", data.d)
+    B = _batch_shape(data, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
+    return _launch(data, B, opt, lr, w0)
 
 
 def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10,
@@ -619,13 +694,9 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
         As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0 on w only: the w-step is taken on J + υ‖w‖²/2; a is not
-        decayed. ``loss`` and ``excess`` stay those of J.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1) on both a and w, as in :func:`~bnlib.descent.gd`:
-        Δw_k = ς Δw_{k−1} − ε (∇_w J + υ w_k), w_{k+1} = w_k + Δw_k, and the same for a with
-        ε_a and ∂_a J. With υ = ς = 0 (the default) the runs are the plain ones bit for bit.
+    weight_decay, momentum : float or array_like
+        As in :func:`~bnlib.descent.gd`, the decay on w only (``loss`` and ``excess`` stay
+        those of J), the momentum on both a (with ε_a and ∂_a J) and w.
 
     Returns
     -------
@@ -650,8 +721,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     relative accuracy far below the rounding error of ``loss`` = J* + excess.
     """
     check_problem(problem)
-    return _bngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup,
-                 weight_decay, momentum)
+    return _normalized("bn", _Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol=tol,
+                       record=record, blowup=blowup, weight_decay=weight_decay, momentum=momentum)
 
 
 def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10,
@@ -678,21 +749,18 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
         As :func:`~bnlib.descent.gd_stack`, or on an argument :func:`~bnlib.descent.bngd`
         rejects (e.g. a zero start).
     """
-    return _bngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup,
-                 weight_decay, momentum)
-
-
-def _bngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup, weight_decay, momentum):
-    return normalized_run("bn", data, lr, steps, a0, w0, lr_a, tol, record, blowup, None,
-                          weight_decay, momentum)
+    return _normalized("bn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
+                       blowup=blowup, weight_decay=weight_decay, momentum=momentum)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WNGDRun(BNGDRun):
-    """The result of :func:`~bnlib.descent.wngd`: the fields of
-    :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` = J_WN − J*
-    computed as ½ (u_k − u*)ᵀH(u_k − u*), u_k = a_k w_k/‖w_k‖, and ``lr_eff`` the effective
-    step ε a_k²/‖w_k‖² with the **Euclidean** norm (BN's uses ‖w_k‖_H)."""
+    """The result of :func:`~bnlib.descent.wngd`.
+
+    The fields of :class:`~bnlib.descent.BNGDRun`, with ``loss`` = J_WN(a_k, w_k), ``excess`` =
+    J_WN − J* computed as ½ (u_k − u*)ᵀH(u_k − u*), u_k = a_k w_k/‖w_k‖, and ``lr_eff`` the
+    effective step ε a_k²/‖w_k‖² with the **Euclidean** norm (BN's uses ‖w_k‖_H).
+    """
 
 
 def _aw(problem, a, w):
@@ -751,11 +819,6 @@ def wn_grad(problem, a, w):
     return da, dw
 
 
-def _wngd(data, lr, steps, a0, w0, lr_a, tol, record, blowup):
-    # The engine of GD and BNGD, with the Euclidean norm in the shared BN/WN kernel.
-    return normalized_run("wn", data, lr, steps, a0, w0, lr_a, tol, record, blowup, WNGDRun)
-
-
 def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
     """Gradient descent on the weight-normalized loss J_WN(a, w) (WNGD).
 
@@ -784,7 +847,8 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
         On the arguments :func:`~bnlib.descent.bngd` rejects, for the same reasons.
     """
     check_problem(problem)
-    return _wngd(_Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol, record, blowup)
+    return _normalized("wn", _Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol=tol,
+                       record=record, blowup=blowup)
 
 
 def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
@@ -794,4 +858,5 @@ def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
     problem are ``lr[None, :]``), the layout of the :class:`~bnlib.descent.WNGDRun` it
     returns and the errors it raises are those of :func:`~bnlib.descent.bngd_stack`.
     """
-    return _wngd(_stack(problems), lr, steps, a0, w0, lr_a, tol, record, blowup)
+    return _normalized("wn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
+                       blowup=blowup)

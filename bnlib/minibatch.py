@@ -33,25 +33,21 @@ from threadpoolctl import threadpool_limits
 
 from . import PUBLIC
 from . import checks as v
+from .descent import Runs, drive, option_shapes, options
 from .ols import OLS
 
 __all__ = list(PUBLIC["minibatch"])
 
 
-_RECORDS = ("all", "loss")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MiniBatchRun:
-    """The result of :func:`~bnlib.minibatch.bn_sgd` or :func:`~bnlib.minibatch.sgd`.
-
-    K is the number of steps, S the batch shape of runs (see the module docstring).
+    """The result of :func:`~bnlib.minibatch.sgd`; K steps, batch shape S (see the module docstring).
 
     Attributes
     ----------
     loss : numpy.ndarray, shape (K+1, S...)
-        The training loss on the whole set: for BN-SGD J_n(a_k, w_k), BN with the statistics
-        of the whole set (:func:`~bnlib.minibatch.train_problem`); for SGD J0_n(w_k).
+        The training loss on the whole set: for SGD J0_n(w_k), for BN-SGD J_n(a_k, w_k), BN
+        with the statistics of the whole set (:func:`~bnlib.minibatch.train_problem`).
         ``inf`` from the step at which a run diverged.
     excess : numpy.ndarray, shape (K+1, S...)
         ``loss`` minus its minimum over the parameters, ½ (u − û)ᵀ H_n (u − û) with u the
@@ -61,9 +57,9 @@ class MiniBatchRun:
         the population statistics (u = a w/‖w‖_H, BN at inference with exact running
         statistics).
     batch_loss : numpy.ndarray, shape (K, S...)
-        The batch loss of step k (before its update).
+        The batch loss of step k (before its update); ``nan`` once the run diverged.
     grad_norm2 : numpy.ndarray, shape (K, S...)
-        ‖∇_w J_B‖² of step k (for SGD ‖∇ J0_B‖²).
+        ‖∇_w J_B‖² of step k (for SGD ‖∇ J0_B‖²); ``nan`` once the run diverged.
     diverged : bool or numpy.ndarray of bool, shape S
     lr : float or numpy.ndarray, shape S
     w_final : numpy.ndarray, shape (S..., d)
@@ -71,9 +67,6 @@ class MiniBatchRun:
     w : numpy.ndarray or None, shape (K+1, S..., d); ``None`` unless ``record="all"``
     batches : numpy.ndarray of int or None, shape (K, S..., B)
         Indices of the samples of each step's batch; ``None`` unless ``record="all"``.
-    a, lr_eff, w_norm, lr_a, a_final : numpy.ndarray or None
-        BN-SGD only (``None`` for SGD): the scale a_k (``record="all"``), the effective step
-        ε a_k²/‖w_k‖²_{H_n} and ‖w_k‖ (shape (K+1, S...)), ε_a and the last a.
     """
 
     loss: np.ndarray
@@ -86,13 +79,31 @@ class MiniBatchRun:
     w_final: np.ndarray
     steps: int
     batch: int
-    w: np.ndarray | None = None
-    batches: np.ndarray | None = None
-    a: np.ndarray | None = None
-    lr_eff: np.ndarray | None = None
-    w_norm: np.ndarray | None = None
-    lr_a: np.ndarray | None = None
-    a_final: np.ndarray | None = None
+    w: np.ndarray | None
+    batches: np.ndarray | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BNMiniBatchRun(MiniBatchRun):
+    """The result of :func:`~bnlib.minibatch.bn_sgd`.
+
+    The fields of :class:`~bnlib.minibatch.MiniBatchRun`, plus the following.
+
+    Attributes
+    ----------
+    a : numpy.ndarray or None, shape (K+1, S...)
+        The scale a_k; ``None`` unless ``record="all"``.
+    lr_eff, w_norm : numpy.ndarray, shape (K+1, S...)
+        The effective step ε a_k²/‖w_k‖²_{H_n} and ‖w_k‖.
+    lr_a : float or numpy.ndarray, shape S
+    a_final : float or numpy.ndarray, shape S
+    """
+
+    a: np.ndarray | None
+    lr_eff: np.ndarray
+    w_norm: np.ndarray
+    lr_a: np.ndarray
+    a_final: np.ndarray
 
 
 def _data(data):
@@ -108,31 +119,7 @@ def _data(data):
 
 
 def train_problem(data, centered=True) -> OLS:
-    """The training set's own OLS problem: what full-batch training minimises.
-
-    With ``centered=True`` (BN, whose batch statistics remove the means) H_n = X_cᵀX_c/n and
-    g_n = X_cᵀy_c/n with the centred X_c, y_c, and c_n = yᵀy/n; then
-    ``train_problem(data).bn_loss(a, w)`` is the BN loss with the statistics of the whole set.
-    With ``centered=False`` (plain least squares) H_n = XᵀX/n, g_n = Xᵀy/n, c_n = yᵀy/n.
-
-    Parameters
-    ----------
-    data : tuple (X, y)
-        X of shape (n, d), y of shape (n,).
-    centered : bool
-
-    Returns
-    -------
-    bnlib.ols.OLS
-        The problem (H_n, g_n, c_n) of the whole training set.
-
-    Raises
-    ------
-    TypeError
-        If ``data`` is not a tuple (X, y) of real arrays.
-    ValueError
-        If shapes disagree, values are not finite, or H_n is singular (e.g. n ≤ d).
-    """
+    """Return the training set's own OLS problem: what full-batch training minimises."""
     X, y = _data(data)
     if not centered:
         return OLS.from_samples(X, y)
@@ -142,36 +129,7 @@ def train_problem(data, centered=True) -> OLS:
 
 
 def bn_batch_grad(Xb, yb, a, w):
-    """The BN batch loss and its gradients, through the batch statistics, for many runs.
-
-    J_B(a, w) = (1/2B) Σ_i (y_i − a ẑ_i)², ẑ_i = (x_iᵀw − mean)/s_B (biased variance, offset 0).
-    With p_B = (1/B) Σ y_i ẑ_i:
-
-        ∂_a J_B = a − p_B,
-        ∇_w J_B = (a/(B s_B)) Σ_i x_i (p_B ẑ_i − (y_i − ȳ)),
-
-    which is −(a/s_B)(g_B − (wᵀg_B/s_B²) H_B w) in the centred batch moments
-    H_B = X_cᵀX_c/B, g_B = X_cᵀy_c/B: the population gradient with (H, g) replaced by them.
-    Costs O(R B d) for R runs.
-
-    Parameters
-    ----------
-    Xb : numpy.ndarray, shape (R, B, d) or (B, d)
-        One batch per run (B ≥ 2), or one batch for all runs.
-    yb : numpy.ndarray, shape (R, B) or (B,)
-    a : numpy.ndarray, shape (R,)
-    w : numpy.ndarray, shape (R, d)
-
-    Returns
-    -------
-    loss, da : numpy.ndarray, shape (R,)
-    dw : numpy.ndarray, shape (R, d)
-
-    Notes
-    -----
-    No input checks (the inner loop of :func:`~bnlib.minibatch.bn_sgd`); a batch on which
-    xᵀw is constant gives ``nan``.
-    """
+    """Return the BN batch loss and its gradients, through the batch statistics, for many runs."""
     B = Xb.shape[-2]
     if Xb.ndim == 2:                                     # one batch shared by every run
         xi = w @ Xb.T                                    # (R, B)
@@ -195,23 +153,6 @@ def _sgd_batch_grad(Xb, yb, w):
     return 0.5 * np.mean(r * r, axis=1), -np.matmul(r[:, None, :], Xb)[:, 0, :] / Xb.shape[1]
 
 
-def _check_common(lr, steps, batch, n, seed, record, blowup, repeats):
-    lr = v.positive_array(lr, "lr")
-    steps = v.count(steps, "steps", minimum=0)
-    batch = v.count(batch, "batch", minimum=2)
-    if batch > n:
-        raise ValueError(f"batch must be <= n = {n}, the size of the training set, got {batch}")
-    seed = v.count(seed, "seed", minimum=0)
-    if record not in _RECORDS:
-        raise ValueError(f"record must be one of {_RECORDS}, got {record!r}")
-    blowup = v.positive_scalar(blowup, "blowup")
-    if blowup <= 1:
-        raise ValueError(f"blowup must be > 1, got {blowup}")
-    if repeats is not None:
-        repeats = v.count(repeats, "repeats", minimum=1)
-    return lr, steps, batch, seed, blowup, repeats
-
-
 def _check_problem(problem, d):
     if problem is None:
         return None
@@ -223,152 +164,170 @@ def _check_problem(problem, d):
 
 
 def _excess(U, target, H):
-    """½ (u − û)ᵀ H (u − û) for U of shape (R, d)."""
+    """Return ½ (u − û)ᵀ H (u − û) for U of shape (R, d)."""
     E = U - target
     return 0.5 * np.vecdot(E @ H, E)
 
 
 class _Batches:
-    """Per-run batches: a fresh permutation of range(n) per run and epoch (the data are
-    gathered in that order once per epoch; a batch is then a slice)."""
+    """Per-run batches: a fresh permutation of range(n) per run and epoch.
 
-    def __init__(self, X, y, batch, runs, seed):
+    The data are gathered in that order once per epoch; a batch is then a slice. With ``log``
+    the indices of every batch are kept.
+    """
+
+    def __init__(self, X, y, batch, runs, seed, log):
         self.X, self.y, self.batch, self.runs = X, y, batch, runs
-        self.n = X.shape[0]
+        self.n, self.k = X.shape[0], 0
         self.per_epoch = self.n // batch
         self.rng = np.random.default_rng(seed)
-        self.full = batch == self.n
+        self.log = [] if log else None
 
-    def __call__(self, k):
-        """Indices (R, B) and the batch (R, B, d), (R, B) of step k."""
-        if self.full:                              # the whole set: no draw needed
-            idx = np.broadcast_to(np.arange(self.n), (self.runs, self.n))
-            return idx, self.X, self.y
-        j = k % self.per_epoch
-        if j == 0:
-            base = np.broadcast_to(np.arange(self.n), (self.runs, self.n))
-            self.perm = self.rng.permuted(base, axis=1)
-            self.Xp, self.yp = self.X[self.perm], self.y[self.perm]
-        sl = slice(j * self.batch, (j + 1) * self.batch)
-        return self.perm[:, sl], self.Xp[:, sl], self.yp[:, sl]
+    def __call__(self):
+        """Return the batch (R, B, d), (R, B) of the next step (the whole set: (n, d), (n,))."""
+        k, self.k = self.k, self.k + 1
+        if self.batch == self.n:                   # the whole set: no draw needed
+            idx, X, y = np.broadcast_to(np.arange(self.n), (self.runs, self.n)), self.X, self.y
+        else:
+            j = k % self.per_epoch
+            if j == 0:
+                base = np.broadcast_to(np.arange(self.n), (self.runs, self.n))
+                self.perm = self.rng.permuted(base, axis=1)
+                self.Xp, self.yp = self.X[self.perm], self.y[self.perm]
+            sl = slice(j * self.batch, (j + 1) * self.batch)
+            idx, X, y = self.perm[:, sl], self.Xp[:, sl], self.yp[:, sl]
+        if self.log is not None:
+            self.log.append(np.array(idx))
+        return X, y
 
 
-def _run(bn, X, y, problem, lr, lr_a, A, W, steps, batch, seed, record, blowup, shape,
-         wd=None, mom=None):
-    """The engine: R runs in lockstep. W (R, d), A (R,) or None, lr and lr_a (R,).
+class _MiniBatch(Runs):
+    """The step of SGD (``bn=False``) or BN-SGD on a training set, for :func:`~bnlib.descent.drive`."""
 
-    ``wd`` (weight decay υ on w) and ``mom`` (heavy-ball momentum ς on a and w), arrays (R,)
-    or None: with either given the step is Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
-    w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), and the same for a with ε_a and ∂_a J_B; with both
-    None it is the plain step, bit for bit."""
-    n, d = X.shape
-    R = W.shape[0]
-    train = train_problem((X, y), centered=bn)
-    Hn, un = train.H, train.u_star
-    draw = _Batches(X, y, batch, R, seed)
-    rows = {k: [] for k in ("loss", "excess", "test", "w_norm", "lr_eff", "w", "a")}
-    brows = {k: [] for k in ("batch_loss", "grad_norm2", "batches")}
-    alive = np.ones(R, dtype=bool)
-    limit = None
-    heavy = wd is not None or mom is not None
-    if heavy:
-        wd = np.zeros(R) if wd is None else wd
-        mom = np.zeros(R) if mom is None else mom
-        SW, SA = np.zeros_like(W), np.zeros(R)
-    with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-        for k in range(steps + 1):
-            if bn:
-                n2 = np.vecdot(W @ Hn, W)
-                U = (A / np.sqrt(n2))[:, None] * W
-            else:
-                U = W
-            exc = _excess(U, un, Hn)
-            loss = train.min_loss + exc
-            if limit is None:
-                limit = blowup * np.maximum(loss, 0.5 * train.c)
-            alive &= loss <= limit
-            if bn:
-                alive &= n2 < np.inf
-            dead = ~alive
-            if dead.any():
-                W[dead] = np.nan
-                U[dead] = np.nan
-                if bn:
-                    A[dead] = np.nan
-            rows["loss"].append(np.where(alive, loss, np.inf))
-            rows["excess"].append(np.where(alive, exc, np.inf))
-            if problem is not None:
-                if bn:
-                    Up = (A / np.sqrt(np.vecdot(W @ problem.H, W)))[:, None] * W
-                else:
-                    Up = W
-                te = _excess(Up, problem.u_star, problem.H)
-                rows["test"].append(np.where(alive, te, np.inf))
-            if bn:
-                rows["w_norm"].append(np.sqrt(np.vecdot(W, W)))
-                rows["lr_eff"].append(lr * A * A / n2)
-            if record == "all":
-                rows["w"].append(W.copy())
-                if bn:
-                    rows["a"].append(A.copy())
-            if k == steps:
-                break
-            idx, Xb, yb = draw(k)
-            if bn:
-                bl, da, dw = bn_batch_grad(Xb, yb, A, W)
-            else:
-                bl, dw = _sgd_batch_grad(Xb, yb, W)
-            if heavy:
-                SW = mom[:, None] * SW - lr[:, None] * (dw + wd[:, None] * W)
-                W = W + SW
-                if bn:
-                    SA = mom * SA - lr_a * da
-                    A = A + SA
-            else:
-                W = W - lr[:, None] * dw
-                if bn:
-                    A = A - lr_a * da
-            brows["batch_loss"].append(np.where(alive, bl, np.nan))
-            brows["grad_norm2"].append(np.where(alive, np.vecdot(dw, dw), np.nan))
-            if record == "all":
-                brows["batches"].append(np.array(idx))
+    step_names = ("batch_loss", "grad_norm2")
+    prunable = False       # fewer rows change the rounding of the products: keep all runs
+
+    def __init__(self, data, problem, bn, draw, opt, flat, W, eps, A=None, eps_a=None):
+        self.bn, self.problem, self.draw, self.W, self.eps, self.A, self.eps_a = (
+            bn, problem, draw, W, eps, A, eps_a)
+        self.train = train_problem(data, centered=bn)
+        self.shape, self.steps, self.all = (W.shape[0],), opt.steps, opt.record == "all"
+        self.names = (("test_excess",) if problem is not None else ()) + (
+            ("w_norm", "lr_eff") if bn else ()) + (
+            (("w", "a") if bn else ("w",)) if opt.record == "all" else ())
+        self.fills = (np.inf,) * (problem is not None) + (np.nan,) * 4
+        self.fills = self.fills[:len(self.names)]
+        self.heavy_ball(opt, flat, scale=bn)
+
+    def _u(self, H):
+        """Return the OLS weight the state represents (BN: a w/‖w‖_H) and ‖w‖²_H."""
+        if not self.bn:
+            return self.W, None
+        n2 = np.vecdot(self.W @ H, self.W)
+        return (self.A / np.sqrt(n2))[:, None] * self.W, n2
+
+    def measure(self):
+        """Return the training loss and excess, whether ‖w‖_H is finite, and the records."""
+        U, n2 = self._u(self.train.H)
+        exc = _excess(U, self.train.u_star, self.train.H)
+        values = ()
+        if self.problem is not None:
+            values += (_excess(self._u(self.problem.H)[0], self.problem.u_star, self.problem.H),)
+        if self.bn:
+            values += (np.sqrt(np.vecdot(self.W, self.W)), self.eps * self.A * self.A / n2)
+        if self.all:
+            values += (self.W.copy(),) + ((self.A.copy(),) if self.bn else ())
+        return self.train.min_loss + exc, exc, None if n2 is None else n2 < np.inf, values
+
+    def step(self):
+        """Move every run one step on its next batch; return the batch loss and ‖∇_w J_B‖²."""
+        Xb, yb = self.draw()
+        if self.bn:
+            bl, da, dw = bn_batch_grad(Xb, yb, self.A, self.W)
+        else:
+            bl, dw = _sgd_batch_grad(Xb, yb, self.W)
+        if self.heavy:
+            self.SW = self.mom[:, None] * self.SW - self.eps[:, None] * (dw + self.wd[:, None] * self.W)
+            self.W = self.W + self.SW
+            if self.bn:
+                self.SA = self.mom * self.SA - self.eps_a * da
+                self.A = self.A + self.SA
+        else:
+            self.W = self.W - self.eps[:, None] * dw
+            if self.bn:
+                self.A = self.A - self.eps_a * da
+        return bl, np.vecdot(dw, dw)
+
+    def finals(self):
+        """Return the last state; the batch indices are drawn to the end if the runs all died."""
+        while self.draw.log is not None and self.draw.k < self.steps:
+            self.draw()
+        return {"w_final": self.W} | ({"a_final": self.A} if self.bn else {})
+
+
+def _launch(data, problem, shape, opt, draws, lr, w0, scale=None):
+    """Broadcast the runs to ``shape``, flatten, drive and reshape into the result.
+
+    ``draws`` is (batch, seed); ``scale`` is None for SGD, (lr_a, a0) for BN-SGD.
+    """
+    X, y = data
+    R, d = int(np.prod(shape)), X.shape[1]
+
+    def flat(x):
+        return np.array(np.broadcast_to(x, shape), dtype=float).reshape(R)
+
+    W = np.array(np.broadcast_to(w0, shape + (d,)), dtype=float).reshape(R, d)
+    draw = _Batches(X, y, draws[0], R, draws[1], opt.record == "all")
+    bn = scale is not None
+    stepper = _MiniBatch(data, problem, bn, draw, opt, flat, W, flat(lr),
+                         *((flat(scale[1]), flat(scale[0])) if bn else ()))
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = drive(stepper, opt, stepper.train.c)
 
     def st(x, tail=()):
-        if not x:
-            return np.empty((0,) + shape + tail)
-        return np.stack(x).reshape((len(x),) + shape + tail)
+        return x.reshape((len(x),) + shape + tail)
 
-    def scal(z):
-        return z[()] if z.ndim == 0 else z
-
-    out = dict(
-        loss=st(rows["loss"]), excess=st(rows["excess"]),
-        test_excess=st(rows["test"]) if problem is not None else None,
-        batch_loss=st(brows["batch_loss"]), grad_norm2=st(brows["grad_norm2"]),
-        diverged=scal((~alive).reshape(shape)), lr=scal(lr.reshape(shape).copy()),
-        w_final=W.reshape(shape + (d,)), steps=steps, batch=batch,
-        w=st(rows["w"], (d,)) if record == "all" else None,
-        batches=(np.stack(brows["batches"]).reshape((steps,) + shape + (batch,))
-                 if record == "all" and steps > 0 else None),
-    )
-    if bn:
-        out.update(a=st(rows["a"]) if record == "all" else None, lr_eff=st(rows["lr_eff"]),
-                   w_norm=st(rows["w_norm"]), lr_a=scal(lr_a.reshape(shape).copy()),
-                   a_final=scal(A.reshape(shape)))
-    return MiniBatchRun(**out)
+    out = dict(loss=st(res["loss"]), excess=st(res["excess"]),
+               test_excess=st(res["test_excess"]) if problem is not None else None,
+               batch_loss=st(res["batch_loss"]), grad_norm2=st(res["grad_norm2"]),
+               diverged=v.scalar_or_array(~res["alive"].reshape(shape), to=None),
+               lr=v.scalar_or_array(np.broadcast_to(lr, shape).copy(), to=None),
+               w_final=res["w_final"].reshape(shape + (d,)), steps=opt.steps, batch=draws[0],
+               w=st(res["w"], (d,)) if "w" in res else None,
+               batches=(st(np.stack(draw.log), (draws[0],)) if draw.log else None))
+    if not bn:
+        return MiniBatchRun(**out)
+    return BNMiniBatchRun(**out, a=st(res["a"]) if "a" in res else None,
+                          lr_eff=st(res["lr_eff"]), w_norm=st(res["w_norm"]),
+                          lr_a=v.scalar_or_array(np.broadcast_to(scale[0], shape).copy(), to=None),
+                          a_final=v.scalar_or_array(res["a_final"].reshape(shape), to=None))
 
 
-def _shape(shapes, names, repeats):
-    try:
-        S = np.broadcast_shapes(*shapes)
-    except ValueError:
-        listed = ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes, strict=True))
-        raise ValueError(f"shapes do not broadcast: {listed}") from None
-    return S if repeats is None else (repeats,) + S
+def _check(data, lr, steps, batch, seed, repeats, problem, kw):
+    """Validate the arguments SGD and BN-SGD share; return them with the run options."""
+    X, y = _data(data)
+    n, d = X.shape
+    lr = v.positive_array(lr, "lr")
+    batch = v.count(batch, "batch", minimum=2)
+    if batch > n:
+        raise ValueError(f"batch must be <= n = {n}, the size of the training set, got {batch}")
+    seed = v.count(seed, "seed", minimum=0)
+    unknown = set(kw) - {"record", "blowup", "weight_decay", "momentum"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    opt = options(steps, **{"record": "loss", **kw})
+    if repeats is not None:
+        repeats = v.count(repeats, "repeats", minimum=1)
+    return (X, y), lr, opt, (batch, seed), repeats, _check_problem(problem, d)
+
+
+def _shape(repeats, **shapes):
+    shape = v.broadcast(**shapes)
+    return shape if repeats is None else (repeats,) + shape
 
 
 def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, problem=None,
-           record="loss", blowup=1e10, weight_decay=0.0, momentum=0.0):
+           **options):
     """Mini-batch SGD with a BN layer: a_{k+1} = a_k − ε_a ∂_a J_B, w_{k+1} = w_k − ε ∇_w J_B.
 
     J_B is the BN loss of the step's batch, normalised by the batch statistics, and its
@@ -396,73 +355,49 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
         If given, S independent repeats of every run, on a new leading axis of the result.
     problem : bnlib.ols.OLS, optional
         The population the data came from; adds ``test_excess``.
-    record : {"loss", "all"}
-        ``"all"`` also keeps every iterate and the batch indices.
-    blowup : float
-        A run is diverged once its training loss exceeds ``blowup * max(J_n(a0, w0), c_n/2)``
-        or its state is not finite.
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0 on w (not on a): the w-step is taken on
-        J_B + υ‖w‖²/2. Broadcast with the batch shape like ``lr``.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1) on a and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k),
-        w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a with ε_a (SGD with momentum as
-        frameworks write it, for a constant step). ``grad_norm2`` stays ‖∇_w J_B‖². With
-        υ = ς = 0 (the default) the runs are the plain ones bit for bit.
+    **options
+        The run options, keywords only:
+
+        - ``record`` : {"loss", "all"}, default "loss"; ``"all"`` also keeps every iterate
+          and the batch indices.
+        - ``blowup`` : float > 1, default 1e10. A run is diverged once its training loss
+          exceeds ``blowup * max(J_n(a0, w0), c_n/2)`` or its state is not finite
+          (``bnlib.descent.drive``).
+        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on w
+          (not on a): the w-step is taken on J_B + υ‖w‖²/2, broadcast like ``lr``.
+        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on a
+          and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0),
+          the same for a with ε_a (SGD with momentum as frameworks write it, for a constant
+          step). ``grad_norm2`` stays ‖∇_w J_B‖². With υ = ς = 0 the runs are the plain ones
+          bit for bit.
 
     Returns
     -------
-    MiniBatchRun
+    BNMiniBatchRun
 
     Raises
     ------
     TypeError
-        If ``data`` is not a tuple (X, y), ``problem`` not an OLS, or an argument not numeric.
+        If ``data`` is not a tuple (X, y), ``problem`` not an OLS, an argument not numeric, or
+        an option unknown.
     ValueError
         If a step size is not > 0 and finite, ``steps < 0``, ``batch`` is not in [2, n],
         ``w0`` has the wrong shape or is zero, shapes do not broadcast, ``problem`` has
         another dimension, ``weight_decay < 0`` or ``momentum`` is outside [0, 1).
     """
-    X, y = _data(data)
-    n, d = X.shape
-    lr, steps, batch, seed, blowup, repeats = _check_common(lr, steps, batch, n, seed, record,
-                                                            blowup, repeats)
-    problem = _check_problem(problem, d)
+    data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
+                                                    problem, options)
     lr_a = v.positive_array(lr_a, "lr_a")
     a0 = v.finite_array(a0, "a0")
-    w0 = v.vector_batch(w0, "w0", d)
+    w0 = v.vector_batch(w0, "w0", data[0].shape[1])
     if np.any(np.all(w0 == 0, axis=-1)):
         raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
-    wd, mom = v.heavy_options(weight_decay, momentum)
-    names, shapes = _option_shapes(wd, mom)
-    shape = _shape([lr.shape, lr_a.shape, a0.shape, w0.shape[:-1]] + shapes,
-                   ["lr", "lr_a", "a0", "w0[..., 0]"] + names, repeats)
-    R = int(np.prod(shape))
-    W = np.array(np.broadcast_to(w0, shape + (d,)), dtype=float).reshape(R, d)
-    A = np.array(np.broadcast_to(a0, shape), dtype=float).reshape(R)
-    eps = np.ascontiguousarray(np.broadcast_to(lr, shape)).reshape(R)
-    eps_a = np.ascontiguousarray(np.broadcast_to(lr_a, shape)).reshape(R)
-    return _run(True, X, y, problem, eps, eps_a, A, W, steps, batch, seed, record, blowup, shape,
-                *_flat_options(wd, mom, shape, R))
+    shape = _shape(repeats, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
+                   **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
+    return _launch(data, problem, shape, opt, draws, lr, w0, (lr_a, a0))
 
 
-def _option_shapes(wd, mom):
-    pairs = [(nm, x.shape) for nm, x in (("weight_decay", wd), ("momentum", mom)) if x is not None]
-    return [nm for nm, _ in pairs], [s for _, s in pairs]
-
-
-def _flat_options(wd, mom, shape, R):
-    """Weight decay and momentum broadcast to the run shape (a leading ``repeats`` axis
-    included) and flattened to (R,); None stays None."""
-    def flat(x):
-        if x is None:
-            return None
-        return np.ascontiguousarray(np.broadcast_to(x, shape), dtype=float).reshape(R)
-    return flat(wd), flat(mom)
-
-
-def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, record="loss",
-        blowup=1e10, weight_decay=0.0, momentum=0.0):
+def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, **options):
     """Plain mini-batch SGD on least squares: w_{k+1} = w_k − ε ∇J0_B(w_k).
 
     Parameters
@@ -475,30 +410,21 @@ def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, 
         Batch size B, 2 ≤ B ≤ n (B = n is GD on ``train_problem(data, centered=False)``).
     w0 : array_like, shape (d,) or (S..., d), optional
         Start; zeros by default.
-    seed, repeats, problem, record, blowup, weight_decay, momentum
+    seed, repeats, problem, **options
         As in :func:`~bnlib.minibatch.bn_sgd` (the decay on w, the momentum on w).
 
     Returns
     -------
     MiniBatchRun
-        The BN-only fields are ``None``.
 
     Raises
     ------
     TypeError, ValueError
         As in :func:`~bnlib.minibatch.bn_sgd`.
     """
-    X, y = _data(data)
-    n, d = X.shape
-    lr, steps, batch, seed, blowup, repeats = _check_common(lr, steps, batch, n, seed, record,
-                                                            blowup, repeats)
-    problem = _check_problem(problem, d)
+    data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
+                                                    problem, options)
+    d = data[0].shape[1]
     w0 = np.zeros(d) if w0 is None else v.vector_batch(w0, "w0", d)
-    wd, mom = v.heavy_options(weight_decay, momentum)
-    names, shapes = _option_shapes(wd, mom)
-    shape = _shape([lr.shape, w0.shape[:-1]] + shapes, ["lr", "w0[..., 0]"] + names, repeats)
-    R = int(np.prod(shape))
-    W = np.array(np.broadcast_to(w0, shape + (d,)), dtype=float).reshape(R, d)
-    eps = np.ascontiguousarray(np.broadcast_to(lr, shape)).reshape(R)
-    return _run(False, X, y, problem, eps, None, None, W, steps, batch, seed, record, blowup,
-                shape, *_flat_options(wd, mom, shape, R))
+    shape = _shape(repeats, lr=lr.shape, **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
+    return _launch(data, problem, shape, opt, draws, lr, w0)

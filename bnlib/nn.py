@@ -34,7 +34,7 @@ eigenvalue of the loss in BN's (γ, β).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -42,6 +42,8 @@ from threadpoolctl import threadpool_limits
 from . import PUBLIC
 from . import checks as v
 from .bn import batchnorm_backward, batchnorm_forward
+from .descent import drive, option_shapes
+from .descent import options as descent_options
 
 __all__ = list(PUBLIC["nn"])
 
@@ -194,7 +196,7 @@ class MLP:
         return [name for name, _, _, trainable in self._layout if trainable or not trainable_only]
 
     def bn_param_names(self):
-        """The names stepped with ε_a (γ and β); empty without BN."""
+        """Return the names stepped with ε_a (γ and β); empty without BN."""
         return [f"{k}{layer}" for layer in range(self.depth) for k in ("gamma", "beta")] if self.bn else []
 
     def init(self, seed=0, shape=(), weight_scale=1.0):
@@ -410,10 +412,11 @@ class MLP:
         return loss, acc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SGDRun:
-    """The result of :func:`~bnlib.nn.train`. Model shape ``(S, L...)``: S seeds, L the broadcast shape of
-    ``lr`` and ``lr_a``.
+    """The result of :func:`~bnlib.nn.train`.
+
+    Model shape ``(S, L...)``: S seeds, L the broadcast shape of ``lr`` and ``lr_a``.
 
     Attributes
     ----------
@@ -427,19 +430,13 @@ class SGDRun:
         Shape (S, L...): evaluation-mode loss and accuracy after training on the full
         training and test sets; ``inf`` and ``nan`` for diverged models.
     diverged : numpy.ndarray of bool
-        Shape (S, L...): a parameter became non-finite or exceeded ``blowup`` in absolute
-        value; the model was frozen from then on, without floating-point warnings.
+        Shape (S, L...): the model diverged as ``bnlib.descent.drive`` defines it (its
+        batch loss not finite or above ``blowup`` times its first, or a parameter not
+        finite) and was masked from then on, without floating-point warnings.
     params : dict of numpy.ndarray or None
-        Final parameters with leading shape (S, L...) if ``keep_params`` (diverged models hold
-        their last finite parameters).
+        Final parameters with leading shape (S, L...) if ``keep_params`` (``nan`` for
+        diverged models).
     epochs, batch_size : int
-    weight_decay, momentum : numpy.ndarray or None
-        υ and ς of each model, shape L; ``None`` when both were zero (the plain step).
-    w_angle2 : numpy.ndarray or None
-        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
-        output units j of the squared angle between column j before and after the step
-        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
-        network); ``nan`` after divergence; ``None`` when both options were zero.
     """
 
     lr: np.ndarray
@@ -454,23 +451,47 @@ class SGDRun:
     params: dict | None
     epochs: int
     batch_size: int
-    weight_decay: np.ndarray | None = None
-    momentum: np.ndarray | None = None
-    w_angle2: np.ndarray | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeavySGDRun(SGDRun):
+    """The result of :func:`~bnlib.nn.train` with weight decay or momentum.
+
+    The fields of :class:`~bnlib.nn.SGDRun`, plus the following.
+
+    Attributes
+    ----------
+    weight_decay, momentum : numpy.ndarray
+        υ and ς of each model, shape L.
+    w_angle2 : numpy.ndarray
+        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
+        output units j of the squared angle between column j before and after the step
+        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
+        network); ``nan`` after divergence.
+    """
+
+    weight_decay: np.ndarray
+    momentum: np.ndarray
+    w_angle2: np.ndarray
 
 
 def _batch_order(seed, n, batch_size, epochs):
-    """Indices of every mini-batch of a seed: a fresh permutation per epoch, the last
-    ``n mod batch_size`` examples of each permutation left out. Shape (K, batch_size)."""
+    """Return the indices of every mini-batch of a seed, shape (K, batch_size).
+
+    A fresh permutation per epoch, the last ``n mod batch_size`` examples of each left out.
+    """
     rng = np.random.default_rng((seed, 2))
     per = n // batch_size
     return np.concatenate([rng.permutation(n)[: per * batch_size].reshape(per, batch_size)
                            for _ in range(epochs)])
 
 
+CHUNK_BYTES = 2**21      # largest activation array of one chunk of models (see train)
+WORKERS = 2              # threads over chunks
+
+
 def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), weight_scale=1.0,
-        keep_params=False, blowup=1e30, max_chunk_bytes=2**21, workers=2, weight_decay=0.0,
-        momentum=0.0):
+          keep_params=False, **options):
     """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
 
     For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
@@ -500,31 +521,31 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
         r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
     keep_params : bool
         Return the final parameters (memory: one network per model).
-    blowup : float
-        A model whose parameters exceed this in absolute value counts as diverged (> 1).
-    max_chunk_bytes : int
-        Models are trained in independent chunks whose largest activation array stays
-        below this size (small chunks stay in cache); results do not depend on it.
-    workers : int
-        Threads that train chunks in parallel (numpy releases the GIL in its array
-        operations); ≥ 1. Chunks are independent, so results do not depend on it.
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0 on the weight matrices W_l only (not on biases, γ, β):
-        their step is taken on L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1) on every trainable parameter, as frameworks write
-        SGD with momentum: v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With
-        υ = ς = 0 (the default) training is the plain SGD bit for bit.
+    **options
+        Run options, keywords only:
+
+        - ``blowup`` : float > 1, default 1e10. A model is diverged once its batch loss is
+          not finite or exceeds ``blowup`` times its first, or a parameter is not finite
+          (``bnlib.descent.drive``).
+        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on
+          the weight matrices W_l only (not on biases, γ, β): their step is taken on
+          L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
+        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on
+          every trainable parameter, as frameworks write SGD with momentum:
+          v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With υ = ς = 0 the
+          training is the plain SGD bit for bit.
 
     Returns
     -------
-    SGDRun
+    SGDRun or HeavySGDRun
+        :class:`~bnlib.nn.HeavySGDRun` when weight decay or momentum is nonzero.
 
     Notes
     -----
-    BLAS runs single-threaded inside this function: the matrix products are small, and
-    threaded BLAS on them was 5–10 times slower on a busy 2-core machine. Parallelism comes
-    from ``workers`` threads over independent chunks of models instead.
+    Models are trained in independent chunks whose largest activation array stays below
+    ``CHUNK_BYTES`` (small chunks stay in cache), by ``WORKERS`` threads (numpy releases the
+    GIL in its array operations); BLAS runs single-threaded inside, as threaded BLAS on these
+    small products was 5–10 times slower on a busy 2-core machine. Results depend on neither.
 
     Raises
     ------
@@ -532,7 +553,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
         If ``net`` is not an :class:`~bnlib.nn.MLP` or an argument has the wrong type.
     ValueError
         If a step is ≤ 0 or not finite, ``lr_a`` is given for a network without BN, the data
-        do not fit the network, or ``epochs``, ``batch_size``, ``seeds``, ``blowup`` are bad.
+        do not fit the network, or ``epochs``, ``batch_size``, ``seeds`` or an option are bad.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
@@ -546,15 +567,17 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     lr = v.positive_array(lr, "lr")
     if lr_a is not None and not net.bn:
         raise ValueError("lr_a steps BN's gamma and beta; this network has no BN")
-    lr_a_arr = lr if lr_a is None else v.positive_array(lr_a, "lr_a")
-    wd, mom = v.heavy_options(weight_decay, momentum)
-    extra = [x.shape for x in (wd, mom) if x is not None]
+    lr_a = lr if lr_a is None else v.positive_array(lr_a, "lr_a")
+    unknown = set(options) - {"blowup", "weight_decay", "momentum"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    epochs = v.count(epochs, "epochs", minimum=1)
+    opt = descent_options(0, **options)
     try:
-        L = np.broadcast_shapes(lr.shape, lr_a_arr.shape, *extra)
+        L = np.broadcast_shapes(lr.shape, lr_a.shape, *option_shapes(opt).values())
     except ValueError:
         raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
-                         f"{lr_a_arr.shape} (and weight_decay, momentum)") from None
-    epochs = v.count(epochs, "epochs", minimum=1)
+                         f"{lr_a.shape} (and weight_decay, momentum)") from None
     batch_size = v.count(batch_size, "batch_size", minimum=2)
     if batch_size > len(ytr):
         raise ValueError(f"batch_size must be <= n_train = {len(ytr)}, got {batch_size}")
@@ -562,137 +585,146 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     if not seeds:
         raise ValueError("seeds must not be empty")
     seeds = tuple(v.count(s, "seed") for s in seeds)
-    blowup = v.positive_scalar(blowup, "blowup")
-    if blowup <= 1:
-        raise ValueError(f"blowup must be > 1, got {blowup}")
-    weight_scale = v.positive_scalar(weight_scale, "weight_scale")
-    max_chunk_bytes = v.count(max_chunk_bytes, "max_chunk_bytes", minimum=1)
-    workers = v.count(workers, "workers", minimum=1)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _sgd(net, (Xtr, ytr, Xte, yte), lr=lr, lr_a_arr=lr_a_arr, L=L, epochs=epochs,
-                    batch_size=batch_size, seeds=seeds, weight_scale=weight_scale,
-                    keep_params=keep_params, blowup=blowup, max_chunk_bytes=max_chunk_bytes,
-                    workers=workers, wd=wd, mom=mom)
-
-
-def _sgd(net, data, *, lr, lr_a_arr, L, epochs, batch_size, seeds, weight_scale, keep_params,
-         blowup, max_chunk_bytes, workers, wd=None, mom=None):
-    """The training loop of :func:`train` on validated arguments; ``data`` = (Xtr, ytr, Xte, yte)."""
-    Xtr, ytr, Xte, yte = data
-    S, nL = len(seeds), int(np.prod(L, dtype=int))
-    eps_w = np.broadcast_to(lr, L).reshape(-1)
-    eps_a = np.broadcast_to(lr_a_arr, L).reshape(-1)
-    heavy = wd is not None or mom is not None
-    if heavy:
-        ups = np.broadcast_to(0.0 if wd is None else wd, L).reshape(-1)
-        vs = np.broadcast_to(0.0 if mom is None else mom, L).reshape(-1)
+    bases = [net.init(seed, weight_scale=v.positive_scalar(weight_scale, "weight_scale"))
+             for seed in seeds]
     order = np.stack([_batch_order(s, len(ytr), batch_size, epochs) for s in seeds])  # (S, K, B)
-    K = order.shape[1]
-    chunk = max(1, max_chunk_bytes // (8 * batch_size * max(net.sizes)))
+    opt = replace(opt, steps=order.shape[1])
+    with threadpool_limits(limits=1, user_api="blas"):
+        out = _sgd(net, (Xtr, ytr, Xte, yte), bases, order, opt,
+                   {k: np.broadcast_to(x, L).reshape(-1) for k, x in
+                    (("eps", lr), ("eps_a", lr_a), ("wd", opt.weight_decay),
+                     ("mom", opt.momentum)) if x is not None}, keep_params)
+    shape = (len(seeds),) + L
+    run = dict(lr=np.broadcast_to(lr, L).copy(), seeds=seeds, epochs=epochs, batch_size=batch_size,
+               lr_a=np.broadcast_to(lr_a, L).copy() if net.bn else np.full(L, np.nan),
+               batch_loss=out.pop("batch_loss").reshape((-1,) + shape),
+               params=None if not keep_params else {k: p.reshape(shape + p.shape[2:])
+                                                    for k, p in out.pop("params").items()},
+               **{k: x.reshape(shape) for k, x in out.items() if k != "w_angle2"})
+    if "w_angle2" not in out:
+        return SGDRun(**run)
+    return HeavySGDRun(**run, w_angle2=out["w_angle2"].reshape((-1,) + shape + (net.depth,)),
+                       **{k: np.broadcast_to(0.0 if x is None else x, L).copy() for k, x in
+                          (("weight_decay", opt.weight_decay), ("momentum", opt.momentum))})
 
-    out_shape = (S, nL)
-    batch_loss = np.full((K,) + out_shape, np.inf)
-    res = {k: np.full(out_shape, np.inf if "loss" in k else np.nan)
+
+class _Chunk:
+    """SGD of a chunk of models of one seed, the step :func:`~bnlib.descent.drive` runs.
+
+    The state is the parameter dict with the models on axis 0; ``measure`` is the training
+    pass on the step's mini-batch (its loss is the loss of the divergence test; the last
+    state, after the last batch, is only tested for finite parameters), ``step`` the update.
+    """
+
+    names, fills, prunable = (), (), True
+
+    def __init__(self, net, base, batches, X, y, runs, opt):
+        m = len(runs["eps"])
+        self.net, self.batches, self.X, self.y, self.k = net, batches, X, y, 0
+        self.params = {k: np.broadcast_to(p, (m,) + p.shape).copy() for k, p in base.items()}
+        slow = set(net.bn_param_names())
+        self.lr = {k: runs["eps_a" if k in slow else "eps"][:, None, None] for k in net.param_names()}
+        self.shape, self.pos = (m,), np.arange(m)
+        self.heavy = "wd" in runs or "mom" in runs
+        self.step_names = ("w_angle2",) if self.heavy else ()
+        if self.heavy:
+            self.decay = {k: runs.get("wd", np.zeros(m))[:, None, None] for k in self.lr
+                          if k.startswith("W")}
+            self.mom = runs.get("mom", np.zeros(m))[:, None, None]
+            self.vel = {k: np.zeros_like(self.params[k]) for k in self.lr}
+
+    def keep(self, live):
+        """Keep the models ``live`` only."""
+        self.pos = self.pos[live]
+        for d in (self.params, self.lr, self.grads) + ((self.decay, self.vel) if self.heavy else ()):
+            for k in d:
+                d[k] = d[k][live]
+        self.stats = [(mu[live], var[live]) for mu, var in self.stats]
+        if self.heavy:
+            self.mom = self.mom[live]
+
+    def measure(self):
+        """Return the batch loss (twice), whether every parameter is finite, and no records."""
+        ok = np.ones(len(self.pos), dtype=bool)
+        for p in self.params.values():
+            ok &= np.all(np.isfinite(p), axis=(-2, -1))
+        if self.k == len(self.batches):
+            return np.zeros(ok.shape), np.zeros(ok.shape), ok, ()
+        params = self.params if ok.all() else {   # BN rejects a non-finite batch: a masked
+            k: np.where(ok[:, None, None], p, 0.0) for k, p in self.params.items()}   # model
+        rows = self.batches[self.k]
+        self.loss, self.grads, self.stats = self.net._train_pass(params, self.X[rows], self.y[rows])
+        return self.loss, self.loss, ok, ()
+
+    def step(self):
+        """Take one SGD step of every model; return the squared column angles (momentum)."""
+        p, g = self.params, self.grads
+        if self.heavy:
+            for k in self.lr:
+                self.vel[k] = self.mom * self.vel[k] + (g[k] + self.decay[k] * p[k]
+                                                        if k in self.decay else g[k])
+            new = {k: p[k] - self.lr[k] * self.vel[k] for k in self.lr}
+            rows = (np.stack([_col_angle2(p[f"W{i}"], new[f"W{i}"]) for i in range(self.net.depth)],
+                             axis=-1),)
+        else:
+            new = {k: p[k] - self.lr[k] * g[k] for k in self.lr}
+            rows = ()
+        if self.net.bn:  # the first batch's statistics start the averages
+            m, B = (self.net.momentum if self.k else 0.0), self.batches.shape[1]
+            for layer, (mu, var) in enumerate(self.stats):
+                new[f"mean{layer}"] = m * p[f"mean{layer}"] + (1 - m) * mu
+                new[f"var{layer}"] = m * p[f"var{layer}"] + (1 - m) * var * B / (B - 1)
+        self.params, self.k = new, self.k + 1
+        return rows
+
+    def finals(self):
+        """Return nothing: the parameters (models on axis 0) are read by :func:`_sgd`."""
+        return {}
+
+
+def _sgd(net, data, bases, order, opt, runs, keep_params):
+    """Train every model in chunks of one seed over ``WORKERS`` threads; flat results (S, nL)."""
+    Xtr, ytr, Xte, yte = data
+    S, nL = order.shape[0], len(runs["eps"])
+    chunk = max(1, CHUNK_BYTES // (8 * order.shape[2] * max(net.sizes)))
+    out = {k: np.full((S, nL), np.inf if "loss" in k else np.nan)
            for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    diverged = np.zeros(out_shape, dtype=bool)
-    angle2 = np.full((K,) + out_shape + (net.depth,), np.nan) if heavy else None
-    names = net.param_names()
-    slow = set(net.bn_param_names())
-    bases = [net.init(seed, weight_scale=weight_scale) for seed in seeds]
-    kept = ({k: np.empty((S, nL) + p.shape) for k, p in bases[0].items()} if keep_params else None)
+    out["diverged"] = np.zeros((S, nL), dtype=bool)
+    if keep_params:
+        out["params"] = {k: np.full((S, nL) + p.shape, np.nan) for k, p in bases[0].items()}
 
     def train_chunk(si, idx):
-        """Train models ``idx`` of seed ``si``; writes only their own result entries."""
-        params = {k: np.broadcast_to(p, (len(idx),) + p.shape).copy() for k, p in bases[si].items()}
-        steps = {k: (eps_a if k in slow else eps_w)[idx][:, None, None] for k in names}
-        alive = np.ones(len(idx), dtype=bool)
-        act = np.arange(len(idx))       # positions (in idx) of the models still training
-        final = {k: p.copy() for k, p in params.items()}
-        if heavy:
-            decay_ = {k: ups[idx][:, None, None] for k in names if k.startswith("W")}
-            mom_ = vs[idx][:, None, None]
-            vel = {k: np.zeros_like(params[k]) for k in names}
-        for k_step in range(K):
-            rows = order[si, k_step]
-            loss, grads, stats = net._train_pass(params, Xtr[rows], ytr[rows])
-            batch_loss[k_step, si, idx[act]] = loss
-            with np.errstate(over="ignore", invalid="ignore"):
-                if heavy:
-                    for k in names:
-                        gk = grads[k] + decay_[k] * params[k] if k in decay_ else grads[k]
-                        vel[k] = mom_ * vel[k] + gk
-                    new = {k: params[k] - steps[k] * vel[k] for k in names}
-                    for layer in range(net.depth):
-                        angle2[k_step, si, idx[act], layer] = _col_angle2(
-                            params[f"W{layer}"], new[f"W{layer}"])
-                else:
-                    new = {k: params[k] - steps[k] * grads[k] for k in names}
-                if net.bn:  # the first batch's statistics start the averages
-                    m, B = (net.momentum if k_step else 0.0), batch_size
-                    for layer, (mu, var) in enumerate(stats):
-                        new[f"mean{layer}"] = m * params[f"mean{layer}"] + (1 - m) * mu
-                        new[f"var{layer}"] = m * params[f"var{layer}"] + (1 - m) * var * B / (B - 1)
-                ok = np.isfinite(loss)
-                for p in new.values():
-                    ok &= np.all(np.abs(p) <= blowup, axis=(-2, -1))
-            if not ok.all():
-                bad = act[~ok]
-                alive[bad] = False
-                for k in final:
-                    final[k][bad] = params[k][~ok]
-                batch_loss[k_step + 1:, si, idx[bad]] = np.inf
-                act = act[ok]
-                new = {k: p[ok] for k, p in new.items()}
-                steps = {k: s[ok] for k, s in steps.items()}
-                if heavy:
-                    vel = {k: p[ok] for k, p in vel.items()}
-                    decay_ = {k: p[ok] for k, p in decay_.items()}
-                    mom_ = mom_[ok]
-            params = new
-            if act.size == 0:
-                break
-        for k in final:
-            final[k][act] = params[k]
-        if act.size:
-            live = {k: p[act] for k, p in final.items()}
-            for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
-                loss_, acc_ = _evaluate_chunked(net, live, X_, y_, max_chunk_bytes)
-                res[f"{name}_loss"][si, idx[act]] = loss_
-                res[f"{name}_acc"][si, idx[act]] = acc_
-        diverged[si, idx] = ~alive
+        stepper = _Chunk(net, bases[si], order[si], Xtr, ytr,
+                         {k: x[idx] for k, x in runs.items()}, opt)
+        res = drive(stepper, opt, 0.0)
+        for k in ("batch_loss", "w_angle2"):
+            if k == "batch_loss" or stepper.heavy:
+                src = res["loss"][:-1] if k == "batch_loss" else res[k]
+                out.setdefault(k, np.full((src.shape[0], S, nL) + src.shape[2:], np.nan))[:, si, idx] = src
+        alive = res["alive"][stepper.pos]
+        live, where = {k: p[alive] for k, p in stepper.params.items()}, idx[stepper.pos[alive]]
+        out["diverged"][si, idx] = ~res["alive"]
         if keep_params:
-            for k, p in final.items():
-                kept[k][si, idx] = p
+            for k, p in live.items():
+                out["params"][k][si, where] = p
+        if where.size:
+            for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
+                out[f"{name}_loss"][si, where], out[f"{name}_acc"][si, where] = _evaluate_chunked(
+                    net, live, X_, y_, CHUNK_BYTES)
 
     tasks = [(si, np.arange(start, min(nL, start + chunk)))
              for si in range(S) for start in range(0, nL, chunk)]
-    if workers == 1 or len(tasks) == 1:
-        for task in tasks:
-            train_chunk(*task)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(train_chunk, *task) for task in tasks]:
-                future.result()
-    shape = (S,) + L
-    return SGDRun(
-        lr=np.broadcast_to(lr, L).copy(),
-        lr_a=np.broadcast_to(lr_a_arr, L).copy() if net.bn else np.full(L, np.nan),
-        seeds=seeds,
-        batch_loss=batch_loss.reshape((K,) + shape),
-        **{k: r.reshape(shape) for k, r in res.items()},
-        diverged=diverged.reshape(shape),
-        params=None if kept is None else {k: p.reshape(shape + p.shape[2:]) for k, p in kept.items()},
-        epochs=epochs,
-        batch_size=batch_size,
-        weight_decay=ups.reshape(L).copy() if heavy else None,
-        momentum=vs.reshape(L).copy() if heavy else None,
-        w_angle2=None if angle2 is None else angle2.reshape((K,) + shape + (net.depth,)),
-    )
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for future in [pool.submit(train_chunk, *task) for task in tasks]:
+            future.result()
+    return out
 
 
 def _col_angle2(W_old, W_new):
-    """Mean over output units (columns) of the squared angle between old and new columns,
-    2 arcsin(‖û_new − û_old‖/2) per column; shape (models,)."""
+    """Return the mean over output units of the squared angle of each column's step.
+
+    The angle between old and new column is 2 arcsin(‖û_new − û_old‖/2); shape (models,).
+    """
     u0 = W_old / np.linalg.norm(W_old, axis=-2, keepdims=True)
     u1 = W_new / np.linalg.norm(W_new, axis=-2, keepdims=True)
     th = 2 * np.arcsin(np.minimum(np.linalg.norm(u1 - u0, axis=-2) / 2, 1.0))
@@ -701,7 +733,7 @@ def _col_angle2(W_old, W_new):
 
 def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, batch_size=100,
                    seeds=(0, 1, 2), var_offset=1e-5, uniform=False):
-    """The paper's three training variants on one architecture, over a grid of steps.
+    """Train the paper's three variants of one architecture over a grid of steps.
 
     - ``"gd"``: no BN (biases instead), every parameter stepped with ε;
     - ``"bn"``: BN after every dense layer, one step ε for all parameters (ε_a = ε);
@@ -872,8 +904,9 @@ def top_bn_hessian(net, params, X, y):
 
 
 def top_bn_sharpness(net, params, X, y):
-    """Largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian`: GD on (γ, β) alone with step ε_a
-    is stable near a minimum when ε_a λ < 2.
+    """Return the largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian`.
+
+    GD on (γ, β) alone with step ε_a is stable near a minimum when ε_a λ < 2.
 
     Parameters, raises
         As :func:`top_bn_hessian`.

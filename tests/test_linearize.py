@@ -341,3 +341,26 @@ def test_mode_coordinates_are_multiplied_by_the_predicted_factors(problem, rng):
     assert np.allclose(c_along, 0, atol=1e-12)
     with pytest.raises(ValueError, match="u must have shape"):
         linearize.mode_coordinates(problem, np.ones(problem.d + 1))
+
+
+def test_wn_jacobian_against_finite_differences(problem):
+    from test_descent import fd_grad, naive_wngd  # the naive WNGD loop of the run tests
+
+    from bnlib import wn_jacobian, wn_rate
+
+    nu = np.linalg.norm(problem.u_star)
+    for s, lr, la in ((1.0, 0.3, 0.01), (2.5, 4.0, 0.05)):
+        def step(z, lr=lr, la=la):
+            a, w = naive_wngd(problem, z[0], z[1:], lr, la, 1)
+            return np.concatenate([a[1:], w[1]])
+        z0 = np.concatenate([[nu], s * problem.u_star / nu])
+        J_fd = fd_grad(step, z0).T
+        assert np.allclose(wn_jacobian(problem.H, problem.u_star, lr, la, s), J_fd, atol=1e-7)
+        mods = np.sort(np.abs(np.linalg.eigvals(J_fd)))
+        lam = np.linalg.eigvals(J_fd)
+        neutral = np.argmin(np.abs(lam - 1))                      # direction (0, w*)
+        assert np.isclose(lam[neutral], 1, atol=1e-7)
+        others = np.delete(np.abs(lam), neutral)
+        assert np.isclose(others.max(), wn_rate(problem.H, problem.u_star, lr * nu**2 / s**2, la),
+                          rtol=1e-6)
+        assert mods.size == problem.d + 1

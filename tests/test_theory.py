@@ -219,3 +219,33 @@ def test_bad_stacks(call, match):
         call()
 
 
+def test_wn_effective_hessian_and_kappas(problem, rng):
+    from bnlib import wn_effective_eigvals, wn_effective_hessian, wn_kappa, wn_kappa_eff
+
+    H, u = problem.H, problem.u_star
+    M = wn_effective_hessian(H, u)
+    assert np.allclose(M @ u, 0, atol=1e-12) and np.allclose(M, M.T)
+    # the compression of H to u*⊥, from an explicit orthonormal basis of u*⊥
+    B = np.linalg.qr(np.column_stack([u, rng.standard_normal((problem.d, problem.d - 1))]))[0][:, 1:]
+    assert np.allclose(wn_effective_eigvals(H, u), np.linalg.eigvalsh(B.T @ H @ B))
+    lam = problem.eigvals
+    nu = wn_effective_eigvals(H, u)
+    assert np.all(lam[:-1] <= nu + 1e-12) and np.all(nu <= lam[1:] + 1e-12)    # interlacing
+    assert np.isclose(wn_kappa_eff(H, u, 1.0), theory.kappa(H))
+    assert np.all(wn_kappa_eff(H, u, np.logspace(-4, 4, 41)) >= wn_kappa(H, u) * (1 - 1e-12))
+    # u* along an eigenvector: WN's and BN's effective condition numbers coincide
+    v = np.linalg.eigh(H)[1][:, 2]
+    assert np.isclose(wn_kappa(H, 2 * v), theory.kappa_star(H, 2 * v))
+
+
+def test_measured_wngd_rate_matches_wn_rate():
+    from bnlib import contraction, eigen_problem, wn_rate, wngd
+
+    lam = np.logspace(0, 1, 8)
+    p = eigen_problem(lam, seed=1, noise=0.0)
+    w0 = p.u_star + 0.05 * np.random.default_rng(0).standard_normal(8)
+    run = wngd(p, 0.05, 400, np.linalg.norm(p.u_star), w0, lr_a=0.05)
+    c = contraction(run.excess, power=2)
+    assert c.steady
+    pred = wn_rate(p.H, p.u_star, run.lr_eff[-1], 0.05)
+    assert np.isclose(c.rate, pred, rtol=2e-3)
