@@ -204,6 +204,12 @@ def test_norm_growth_solves_the_recursion():
         vs.append(vs[-1] + lr**2 * c / vs[-1])
     pred = theory.norm_growth(1.0, lr, c, np.arange(20001))
     assert abs(vs[-1] / pred[-1] - 1) < 0.01
+    v0 = 2.5                                          # another start: the whole curve
+    vs = [v0]
+    for _ in range(200):
+        vs.append(vs[-1] + lr**2 * c / vs[-1])
+    pred = theory.norm_growth(v0, lr, c, np.arange(201))
+    assert np.max(np.abs(np.array(vs) / pred - 1)) < 0.01
 
 
 @pytest.mark.parametrize(

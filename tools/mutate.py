@@ -36,7 +36,9 @@ the copy and the original restored after its run.
 
 Each mutant runs ``pytest tests/test_<module>.py -x -q -p no:cacheprovider`` when that file
 exists (for ``bnlib/pkg/mod.py``: ``test_mod.py`` and ``test_pkg.py``), then, only if that
-passes, the whole ``pytest tests bnlib -x -q -p no:cacheprovider`` (tests and doctests), with
+passes, the whole ``pytest tests bnlib -x -q -p no:cacheprovider`` (tests and doctests; the
+test files that never import bnlib, those of the tools and of the stored outputs, are
+ignored: they cannot see a mutant of bnlib), with
 ``--hypothesis-seed=SEED`` and no example database, so a verdict is reproducible. It is
 *killed* if a run fails or errors or takes more than ``--timeout-factor`` times the unmutated
 full run. Equivalent mutants are not detected: every survivor is listed with its diff for a
@@ -375,7 +377,7 @@ class Runner:
         if not where.startswith(str(copy)):
             raise SystemExit(f"{PACKAGE} is not imported from the copy {copy}: {where}")
         start = time.perf_counter()
-        code, out = self.pytest(copy, ["tests", PACKAGE])
+        code, out = self.pytest(copy, full_suite(copy))
         seconds = time.perf_counter() - start
         self.copies.put(copy)
         if code != 0:
@@ -391,7 +393,7 @@ class Runner:
         try:
             target.write_text(site.apply(original), encoding="utf-8")
             for stage, targets in (("module", module_tests(copy, site.module)),
-                                   ("full", ["tests", PACKAGE])):
+                                   ("full", full_suite(copy))):
                 if not targets:
                     continue
                 code, out = self.pytest(copy, targets)
@@ -402,6 +404,12 @@ class Runner:
         finally:
             target.write_text(original, encoding="utf-8")
             self.copies.put(copy)
+
+
+def full_suite(copy: Path) -> list[str]:
+    """Return pytest's targets for the full run: bnlib's doctests and every test file that imports bnlib."""
+    tests = sorted(p for p in (copy / "tests").glob("test_*.py") if PACKAGE in p.read_text(encoding="utf-8"))
+    return [str(p.relative_to(copy)) for p in tests] + [PACKAGE]
 
 
 def module_tests(root: Path, module: str) -> list[str]:
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="sampling and hypothesis seed")
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
     parser.add_argument("--modules", nargs="*", help="only these modules (default: every module)")
-    parser.add_argument("--timeout-factor", type=float, default=5.0,
+    parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a run longer than this times the unmutated full run is killed (default 5)")
     parser.add_argument("--min-rate", type=float, help="exit 1 if the kill rate is below this")
     parser.add_argument("--list", action="store_true", help="print the site counts and sample, run nothing")
