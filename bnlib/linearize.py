@@ -10,7 +10,9 @@ H-orthogonal projector off w_k: the scale a corrects the component along w_k (fa
 1 − ε_a) and the direction of w does GD with step ε̂_k on the H-orthogonal complement of
 w_k (:func:`linear_map`). At a minimiser w ∥ u* and P H P has the nonzero spectrum of the
 effective Hessian H* of :mod:`bnlib.theory`; at a saddle the linearisation shows that every
-saddle repels BNGD. Measured rates come from :func:`contraction`.
+saddle repels BNGD. Measured rates come from :func:`contraction`; a tail that follows a fast
+mode after the slow one was damped looks steady too, so such a rate is a lower bound (chapter
+05 tests it per mode with :func:`mode_coordinates`).
 """
 
 from __future__ import annotations

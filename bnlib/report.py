@@ -106,7 +106,8 @@ def bound(x, limit: float) -> str:
     """Check ``|x| < limit`` and return the bound as text, e.g. ``'< 1e-12'``.
 
     For rounding-level quantities, whose value changes from machine to machine while the
-    bound does not (see the module's description). ``nan`` fails the check.
+    bound does not (see the module's description). ``ValueError`` if ``|x| >= limit``, ``x``
+    is ``nan`` or ``limit`` is not positive.
 
     Parameters
     ----------
@@ -117,7 +118,6 @@ def bound(x, limit: float) -> str:
     Returns
     -------
     str
-        ``ValueError`` if ``|x| >= limit``, ``x`` is ``nan``, or ``limit`` is not positive.
     """
     x = _scalar(x, "x")
     limit = _scalar(limit, "limit")

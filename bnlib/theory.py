@@ -62,6 +62,8 @@ def _u(H, u_star):
 def effective_hessian(H, u_star) -> np.ndarray:
     """H* = H − H u* u*ᵀ H / (u*ᵀ H u*): symmetric, positive semidefinite, H* u* = 0.
 
+    ``ValueError`` if ``H`` is not SPD or ``u_star`` has the wrong shape or is zero.
+
     Parameters
     ----------
     H : array_like, shape (d, d) or (S..., d, d)
@@ -72,7 +74,6 @@ def effective_hessian(H, u_star) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (d, d) or (S..., d, d)
-        ``ValueError`` if ``H`` is not SPD or ``u_star`` has the wrong shape or is zero.
     """
     H, u = _u(H, u_star)
     Hu = np.einsum("...ij,...j->...i", H, u)
