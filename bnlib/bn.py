@@ -54,12 +54,6 @@ def batchnorm_forward(x, gamma, beta, var_offset=1e-5, axis=0):
     y : numpy.ndarray, shape of ``x``
     cache : BNCache
         What :func:`~bnlib.bn.batchnorm_backward` needs (a named 6-tuple).
-
-    Raises
-    ------
-    ValueError
-        If x is not finite, has fewer than 2 examples, gamma/beta do not broadcast,
-        var_offset < 0, or a feature is constant over the batch while var_offset = 0.
     """
     x = v.finite_array(x, "x")
     if x.ndim == 0:
@@ -145,13 +139,6 @@ def batch_std_mean(batch):
     Returns
     -------
     float or numpy.ndarray of float, the shape of ``batch``
-
-    Raises
-    ------
-    TypeError
-        If ``batch`` holds non-integers.
-    ValueError
-        If an entry is below 2.
 
     Examples
     --------

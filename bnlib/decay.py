@@ -7,11 +7,9 @@ Coupled weight decay υ takes the w-step on J + υ‖w‖²/2 (the option ``weig
 
 so the decay shrinks ‖w‖ and the gradient grows it: the two balance at an equilibrium. In
 full batch the gradient vanishes near a minimiser, the effective step ε̂ = ε a²/‖w‖²_H grows
-until the stability edge ε̂ λ*_max = 2 holds it, and the excess stops at a floor whose
-leading order is :func:`bnlib.theory.floor_leading`. With mini-batches the noise keeps the gradient
-alive, and the angle between consecutive weights (:func:`angular_update`) settles at
-:func:`bnlib.theory.angular_equilibrium`. The chapter's two measurements are :func:`floor_sweep`
-and :func:`decay_windows`.
+until the stability edge ε̂ λ*_max = 2 holds it, and the excess stops at a floor
+(:func:`bnlib.theory.floor_leading`). With mini-batches the noise keeps the gradient alive,
+and the angle between consecutive weights settles (:func:`bnlib.theory.angular_equilibrium`).
 """
 
 from __future__ import annotations
@@ -127,14 +125,11 @@ def floor_sweep(problem, lr, lr_decay, steps, a0, w0, *, tail=1000, lr_a=1.0):
     lam = float(theory.effective_eigvals(problem.H, problem.u_star).max())
     run = bngd(problem, lr[:, None], steps, a0, w0, lr_a=lr_a, record="loss",
                weight_decay=p[None, :] / lr[:, None])
-    ex = run.excess[-tail:]
+    ex, pred = run.excess[-tail:], theory.floor_leading(problem, p)
     floor = ex.mean(axis=0)
-    pred = theory.floor_leading(problem, p)
-    return FloorSweep(lr=lr, lr_decay=p, floor=floor,
-                      spread=(ex.max(axis=0) - ex.min(axis=0)) / floor,
-                      edge=run.lr_eff[-tail:].mean(axis=0) * lam, predicted=pred,
-                      ratio=floor / pred, diverged=np.asarray(run.diverged), steps=steps,
-                      tail=tail)
+    return FloorSweep(lr=lr, lr_decay=p, floor=floor, spread=(ex.max(axis=0) - ex.min(axis=0)) / floor,
+                      edge=run.lr_eff[-tail:].mean(axis=0) * lam, predicted=pred, ratio=floor / pred,
+                      diverged=np.asarray(run.diverged), steps=steps, tail=tail)
 
 
 @dataclass(frozen=True, kw_only=True)

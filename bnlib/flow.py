@@ -99,15 +99,6 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=1.0, blowup=1e10):
     Returns
     -------
     FlowRun
-
-    Raises
-    ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``t_end`` or ``lr_a`` is not positive and finite, ``steps < 1``, ``blowup <= 1``,
-        ``a0`` is not finite, ``w0`` has the wrong shape, is not finite or is zero, or shapes
-        do not broadcast.
     """
     check_problem(problem)
     t_end = v.positive_scalar(t_end, "t_end")
@@ -144,16 +135,7 @@ def bn_flow(problem, t_end, steps, a0, w0, *, lr_a=1.0, blowup=1e10):
             A = A + (h / 6.0) * (k1a + 2.0 * k2a + 2.0 * k3a + k4a)
             W = W + (h / 6.0) * (k1w + 2.0 * k2w + 2.0 * k3w + k4w)
             exc = _excess(problem, A, W)
-        A_all, W_all, excess = np.stack(As), np.stack(Ws), np.stack(excesses)
-        loss = problem.min_loss + excess
-        w_norm = np.linalg.norm(W_all, axis=-1)
-    diverged = ~alive
-    return FlowRun(
-        t=np.linspace(0.0, t_end, steps + 1),
-        a=A_all,
-        w=W_all,
-        loss=loss,
-        excess=excess,
-        w_norm=w_norm,
-        diverged=v.scalar_or_array(diverged, to=None),
-    )
+        W_all, excess = np.stack(Ws), np.stack(excesses)
+        loss, w_norm = problem.min_loss + excess, np.linalg.norm(W_all, axis=-1)
+    return FlowRun(t=np.linspace(0.0, t_end, steps + 1), a=np.stack(As), w=W_all, loss=loss,
+                   excess=excess, w_norm=w_norm, diverged=v.scalar_or_array(~alive, to=None))

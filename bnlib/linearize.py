@@ -9,20 +9,10 @@ with the *effective step* ε̂_k = ε a_k²/‖w_k‖²_H and P_k = I − w_k w_
 H-orthogonal projector off w_k: the scale a corrects the component along w_k (factor
 1 − ε_a) and the direction of w does GD with step ε̂_k on the H-orthogonal complement of
 w_k (:func:`linear_map`). At a minimiser w ∥ u* and P H P has the nonzero spectrum of the
-effective Hessian H* of :mod:`bnlib.theory`.
-
-At a saddle (a = 0, wᵀg = 0) the same kind of linearisation shows that every saddle repels
-BNGD (:func:`saddle_multipliers`).
-
-GD's speed depends on what is asked of it: ε_opt gives the best asymptotic contraction,
-but the fewest steps to a tolerance can need another step
-(:func:`bnlib.theory.gd_best_step`). :func:`compare_acceleration` puts BNGD against both.
-
-Measured rates: :func:`contraction` estimates the asymptotic contraction factor ρ of a
-run's history h_k (h_{k+1}/h_k → ρ^p) from a least-squares fit on the tail above a
-rounding floor, and says whether the tail is *steady* (its two halves agree). A tail that
-follows a fast mode after the slow one was damped looks steady too: such a rate is a lower
-bound, which chapter 05 tests per mode (:func:`mode_coordinates`).
+effective Hessian H* of :mod:`bnlib.theory`; at a saddle the linearisation shows that every
+saddle repels BNGD. Measured rates come from :func:`contraction`; a tail that follows a fast
+mode after the slow one was damped looks steady too, so such a rate is a lower bound (chapter
+05 tests it per mode with :func:`mode_coordinates`).
 """
 
 from __future__ import annotations
@@ -64,11 +54,6 @@ def effective_step(problem, lr, a, w):
     Returns
     -------
     float or numpy.ndarray, shape ``broadcast(lr, a, w.shape[:-1])``
-
-    Raises
-    ------
-    TypeError, ValueError
-        On a problem that is not an OLS, ``lr <= 0``, or a zero or misshaped ``w``.
     """
     p = check_problem(problem)
     lr = v.positive_array(lr, "lr")
@@ -84,15 +69,7 @@ def h_projector(problem, w):
     """P = I − w wᵀH/‖w‖²_H, the H-orthogonal projector off w.
 
     P w = 0, P² = P and H P is symmetric (P is self-adjoint in the H-inner product).
-
-    Parameters
-    ----------
-    problem : OLS
-    w : array_like, shape (..., d), nonzero
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., d, d)
+    ``w`` (..., d) is nonzero, as in :func:`effective_step`; shape (..., d, d).
     """
     p = check_problem(problem)
     w = v.vector_batch(w, "w", p.d)
@@ -147,11 +124,6 @@ def step_jacobian(problem, lr, lr_a, a, w, h=1e-6):
     -------
     numpy.ndarray, shape (d + 1, d + 1)
         Rows and columns ordered (a, w_1, …, w_d).
-
-    Raises
-    ------
-    TypeError, ValueError
-        On a problem that is not an OLS, a step or ``h`` <= 0, or a zero or misshaped ``w``.
     """
     p, lr, lr_a, w = _steps_and_weight(problem, lr, lr_a, w)
     h = v.positive_scalar(h, "h")
@@ -185,11 +157,6 @@ def mode_coordinates(problem, u):
         λ*_1 ≤ … ≤ λ*_{d−1}.
     coords : numpy.ndarray, shape (..., d − 1)
         χ_i = v*_iᵀ(u − u*), in the order of ``lam_star``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        On a problem that is not an OLS or a ``u`` whose last axis is not d.
     """
     p = check_problem(problem)
     u = v.vector_batch(u, "u", p.d)
@@ -212,23 +179,16 @@ def saddle_multipliers(problem, lr, lr_a, w):
 
     Parameters
     ----------
-    problem : OLS
-    lr, lr_a : float, > 0
-        The steps ε of w and ε_a of a.
+    problem, lr, lr_a
+        As in :func:`linear_map`.
     w : array_like, shape (d,)
         A saddle's weight: nonzero, with wᵀg = 0 up to rounding
-        (``|wᵀg| <= 1e-9 ‖w‖ ‖g‖``).
+        (``|wᵀg| <= 1e-9 ‖w‖ ‖g‖``, else ``ValueError``).
 
     Returns
     -------
     t_plus, t_minus : float
         The unstable eigenvalue T+ > 1 and the other one, T−.
-
-    Raises
-    ------
-    TypeError, ValueError
-        On a problem that is not an OLS, a step <= 0, or a ``w`` that is zero, misshaped
-        or not orthogonal to g.
     """
     p, lr, lr_a, w = _steps_and_weight(problem, lr, lr_a, w)
     n2 = float(p.h_norm(w)) ** 2
@@ -289,23 +249,8 @@ def wn_jacobian(H, u_star, lr, lr_a, s=1.0) -> np.ndarray:
 
         I − diag(ε_a, ε I) M,  M = [[ûᵀHû, (a*/s) ûᵀHP], [(a*/s) PHû, (a*/s)² PHP]].
 
-    Parameters
-    ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
-    lr, lr_a : float
-        ε > 0 and ε_a > 0.
-    s : float
-        ‖w*‖ > 0.
-
-    Returns
-    -------
-    numpy.ndarray, shape (d + 1, d + 1)
-
-    Raises
-    ------
-    ValueError
-        On a non-SPD ``H``, a bad ``u_star`` or a step or ``s`` that is not > 0.
+    ``H`` and ``u_star`` as in :func:`~bnlib.theory.wn_effective_hessian`; the steps ε, ε_a
+    and ``s`` = ‖w*‖ are > 0. Shape (d + 1, d + 1).
     """
     H, uh, nu = theory.split_u(H, u_star)
     lr, lr_a, s = (v.positive_scalar(x, nm) for x, nm in ((lr, "lr"), (lr_a, "lr_a"), (s, "s")))
@@ -466,12 +411,9 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
 
     Raises
     ------
-    TypeError
-        If ``history`` is not real numbers or ``min_points`` is not an integer.
     ValueError
-        If ``history`` is 0-dimensional, has fewer than 2 entries or a negative first entry, or if
-        ``power``, ``floor``, ``rel_floor``, ``tail``, ``min_points``, ``rtol`` or ``min_decay``
-        is out of range.
+        If ``history`` has fewer than 2 entries or a negative first one, or an option is out
+        of range (``TypeError`` for non-numbers).
 
     Examples
     --------

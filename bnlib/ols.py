@@ -72,14 +72,6 @@ class OLS:
         J* = ½ (c − u*ᵀ H u*), the minimum of J0 and of J.
     eigvals : numpy.ndarray, shape (d,)
         Eigenvalues of H in ascending order.
-
-    Raises
-    ------
-    TypeError
-        If an argument does not hold real numbers.
-    ValueError
-        If ``H`` is not finite, square, symmetric and positive definite, if ``g`` does not
-        have shape (d,) or is not finite, or if ``c`` is not a finite scalar ≥ gᵀH⁻¹g.
     """
 
     __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals")
@@ -164,12 +156,6 @@ class OLS:
         Returns
         -------
         OLS
-
-        Raises
-        ------
-        TypeError, ValueError
-            On a non-integer or non-positive ``d``, ``kappa < 1`` (or ≠ 1 with d = 1),
-            a negative ``noise``, or a seed that is not a non-negative integer.
         """
         d = v.count(d, "d", minimum=1)
         kappa = v.positive_scalar(kappa, "kappa")
@@ -196,13 +182,7 @@ class OLS:
         X : array_like, shape (n, d)
             Inputs (assumed centred, as in the model E[x] = 0).
         y : array_like, shape (n,)
-            Labels.
-
-        Raises
-        ------
-        ValueError
-            If shapes disagree, data are not finite, or XᵀX/n is not positive definite
-            (e.g. n < d).
+            Labels. ``ValueError`` if XᵀX/n is not positive definite (e.g. n < d).
         """
         X = v.finite_array(X, "X")
         y = v.finite_array(y, "y")
@@ -283,11 +263,6 @@ class OLS:
         -------
         numpy.ndarray
             Shape ``broadcast(a.shape, w.shape[:-1])``.
-
-        Raises
-        ------
-        ValueError
-            If ``w`` has the wrong last dimension, is zero, or shapes do not broadcast.
         """
         a, w, _, n2 = self._aw(a, w)
         return 0.5 * (self.c - 2.0 * a * (w @ self.g) / np.sqrt(n2) + a * a)
@@ -343,14 +318,6 @@ def eigen_problem(eigvals, seed, *, noise=1.0, signal=1.0) -> OLS:
     Returns
     -------
     bnlib.ols.OLS
-
-    Raises
-    ------
-    TypeError
-        If an argument is not numeric or ``seed`` is not an integer.
-    ValueError
-        If ``eigvals`` is not 1-D, empty, or has an entry ≤ 0 or not finite; if ``seed`` or
-        ``noise`` is negative; if ``signal`` is not > 0.
     """
     lam = v.positive_array(eigvals, "eigvals")
     if lam.ndim != 1 or lam.size == 0:
@@ -384,12 +351,6 @@ def random_rotation(d, seed, *, batch=()):
     -------
     numpy.ndarray, shape batch + (d, d)
         Orthogonal: ``Q @ Q.T = I`` to rounding.
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``d`` is not an integer ≥ 1, ``seed`` is neither a generator nor an integer ≥ 0,
-        or ``batch`` is not a tuple of integers ≥ 0.
 
     Examples
     --------

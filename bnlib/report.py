@@ -86,29 +86,11 @@ def fmt(x, digits: int = 3) -> str:
     """``x`` as text with ``digits`` significant digits.
 
     Plain notation for ``1e-4 <= |x| < 1e6``, scientific (``1.2e-07``) outside that range;
-    integers are printed in full.
-
-    Parameters
-    ----------
-    x : float, int or 0-d numpy.ndarray
-    digits : int, >= 1
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not a real scalar.
-    ValueError
-        If ``digits`` is not an integer >= 1.
+    integers are printed in full. Arguments and errors as :func:`sig`.
     """
     x = _scalar(x, "x")
     digits = _digits(digits, "digits", 1)
-    if isinstance(x, int):
-        return str(x)
-    if not math.isfinite(x):
+    if isinstance(x, int) or not math.isfinite(x):
         return str(x)
     if x == 0:
         return "0"
@@ -124,7 +106,8 @@ def bound(x, limit: float) -> str:
     """Check ``|x| < limit`` and return the bound as text, e.g. ``'< 1e-12'``.
 
     For rounding-level quantities, whose value changes from machine to machine while the
-    bound does not (see the module's description). ``nan`` fails the check.
+    bound does not (see the module's description). ``ValueError`` if ``|x| >= limit``, ``x``
+    is ``nan`` or ``limit`` is not positive.
 
     Parameters
     ----------
@@ -135,11 +118,6 @@ def bound(x, limit: float) -> str:
     Returns
     -------
     str
-
-    Raises
-    ------
-    ValueError
-        If ``|x| >= limit``, ``x`` is ``nan``, or ``limit`` is not positive.
     """
     x = _scalar(x, "x")
     limit = _scalar(limit, "limit")
@@ -167,14 +145,7 @@ def glue(name: str, value, digits: int | None = 3, *, decimals: int | None = Non
     Returns
     -------
     float or int
-        The value as glued.
-
-    Raises
-    ------
-    TypeError
-        If ``name`` is not a string or ``value`` not a real scalar.
-    ValueError
-        If a float is given with neither ``digits`` nor ``decimals``.
+        The value as glued (a float needs ``digits`` or ``decimals``, else ``ValueError``).
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")

@@ -1,12 +1,8 @@
 """Symbolic helpers (sympy) shared by the chapters' derivations.
 
 ``import bnlib`` does not import sympy; it is loaded the first time ``bnlib.symbolic`` is used.
-
-- :func:`~bnlib.symbolic.bn_ols_calculus` — the matrix calculus of the BN loss
-  J(a, w) = ½ (c − 2 a p/√q + a²) with p = wᵀg and q = wᵀHw (chapters 04-07).
-- :func:`~bnlib.symbolic.expect_quadratic` and friends — population moments of the data: the
-  book's population losses are expectations of polynomials of degree two in (x, y), which
-  with E[x] = 0 are fixed by H = E[x xᵀ], g = E[x y] and c = E[y²].
+The book's population losses are expectations of polynomials of degree two in (x, y), fixed
+by H = E[x xᵀ], g = E[x y] and c = E[y²] when E[x] = 0.
 """
 
 from __future__ import annotations
@@ -25,18 +21,22 @@ __all__ = list(PUBLIC["symbolic"])
 
 def symmetric_matrix(name: str, d: int) -> sp.Matrix:
     """Return a d×d symmetric matrix of real symbols ``name11, name12, ...`` (``name_ij = name_ji``)."""
-    d = v.count(d, "d", minimum=1)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    d = _name_dim(name, d)
     return sp.Matrix(d, d, lambda i, j: sp.Symbol(f"{name}{min(i, j) + 1}{max(i, j) + 1}", real=True))
 
 
 def vector(name: str, d: int) -> sp.Matrix:
     """Return a column of d real symbols ``name1 … named``."""
+    d = _name_dim(name, d)
+    return sp.Matrix(sp.symbols(f"{name}1:{d + 1}", real=True))
+
+
+def _name_dim(name, d):
+    """Check a non-empty symbol name and a dimension d >= 1; return d."""
     d = v.count(d, "d", minimum=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
-    return sp.Matrix(sp.symbols(f"{name}1:{d + 1}", real=True))
+    return d
 
 
 def moment_symbols(d: int):
@@ -58,27 +58,18 @@ def expect_quadratic(expr, x, y, H, g, c):
     """E[expr] for a polynomial of degree ≤ 2 in the data (x, y), given E[x] = 0.
 
     Every monomial is replaced by its moment: 1 → 1, x_i → 0, y² → c, x_i y → g_i,
-    x_i x_j → H_ij. Coefficients may be any expressions free of x and y. ``y`` alone has no
-    moment in this model and raises.
+    x_i x_j → H_ij. Coefficients may be any expressions free of x and y. A term linear in
+    ``y`` alone (no moment in this model) or of degree > 2 raises ``ValueError``.
 
     Parameters
     ----------
     expr : sympy expression
-    x : sympy.Matrix, shape (d, 1)
-    y : sympy.Symbol
-    H : sympy.Matrix, shape (d, d)
-    g : sympy.Matrix, shape (d, 1)
-    c : sympy expression
+    x, y, H, g, c
+        The data and moments, as from :func:`~bnlib.symbolic.moment_symbols`.
 
     Returns
     -------
     sympy expression
-
-    Raises
-    ------
-    ValueError
-        If ``expr`` has a term of degree > 2 in (x, y), or a term linear in y alone, or if the
-        shapes of x, H and g disagree.
     """
     xs = list(x)
     d = len(xs)

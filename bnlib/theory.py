@@ -1,12 +1,7 @@
 """Closed forms: every prediction the book derives, in one place.
 
-- GD on J0: the step limit 2/λ_max, the best step, its rate, its excess after k steps and the
-  steps to a tolerance (:func:`gd_lr_max` ... :func:`gd_best_step`).
-- BNGD at a minimiser: the effective Hessian H* = H − H u* u*ᵀ H/(u*ᵀ H u*), its condition
-  number κ* and the local rate ``ρ = max(|1 − ε_a|, max_i |1 − ε̂ λ*_i|)``.
-- Weight normalization at a minimiser: the compression P H P (P = I − ûûᵀ) and its rates.
-- Mini-batch BN on Gaussian data: the gradient noise, the growth of ‖w‖ and the floors.
-- Weight decay: the floor's leading order and the angular equilibrium.
+GD on J0, BNGD and WNGD at a minimiser (effective Hessians, condition numbers, local rates),
+mini-batch BN on Gaussian data (gradient noise, growth of ‖w‖, floors) and weight decay.
 """
 
 from __future__ import annotations
@@ -40,15 +35,8 @@ def gd_lr_opt(H) -> float:
 def gd_rate(H, lr):
     """Per-step contraction of GD's error in the H-norm, ``ρ_GD(ε) = max_i |1 − ε λ_i|``.
 
-    Parameters
-    ----------
-    H : array_like, shape (d, d)
-    lr : float or array_like, any shape, > 0
-
-    Returns
-    -------
-    float or numpy.ndarray, shape of ``lr``
-        ρ < 1 means convergence; the loss excess contracts at ρ².
+    ρ < 1 means convergence; the loss excess contracts at ρ². ``H`` is one SPD matrix; the
+    result has the shape of ``lr`` (> 0).
     """
     lam = _eig(H)
     lr = v.positive_array(lr, "lr")
@@ -56,17 +44,7 @@ def gd_rate(H, lr):
 
 
 def kappa(H):
-    """Condition number κ = λ_max / λ_min.
-
-    Parameters
-    ----------
-    H : array_like, shape (d, d) or (S..., d, d)
-        One SPD matrix or a stack of them.
-
-    Returns
-    -------
-    float or numpy.ndarray, shape S
-    """
+    """Condition number κ = λ_max / λ_min of one SPD matrix (d, d) or of a stack (S..., d, d)."""
     lam = _eig(H)
     return v.scalar_or_array(lam[..., -1] / lam[..., 0])
 
@@ -84,6 +62,8 @@ def _u(H, u_star):
 def effective_hessian(H, u_star) -> np.ndarray:
     """H* = H − H u* u*ᵀ H / (u*ᵀ H u*): symmetric, positive semidefinite, H* u* = 0.
 
+    ``ValueError`` if ``H`` is not SPD or ``u_star`` has the wrong shape or is zero.
+
     Parameters
     ----------
     H : array_like, shape (d, d) or (S..., d, d)
@@ -94,11 +74,6 @@ def effective_hessian(H, u_star) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (d, d) or (S..., d, d)
-
-    Raises
-    ------
-    ValueError
-        If ``H`` is not SPD or ``u_star`` has the wrong shape or is zero.
     """
     H, u = _u(H, u_star)
     Hu = np.einsum("...ij,...j->...i", H, u)
@@ -112,9 +87,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
     H* u* = 0 and, by interlacing, every other eigenvalue lies in [λ_min, λ_max] > 0, so the
     smallest computed eigenvalue is the structural zero and is dropped.
 
-    Returns
-    -------
-    numpy.ndarray, shape (d − 1,) or (S..., d − 1) for stacks as in :func:`effective_hessian`
+    Parameters, stacks and errors as :func:`effective_hessian`; shape (d − 1,) or (S..., d − 1).
     """
     return np.linalg.eigvalsh(effective_hessian(H, u_star))[..., 1:]
 
@@ -122,9 +95,7 @@ def effective_eigvals(H, u_star) -> np.ndarray:
 def kappa_star(H, u_star):
     """Effective condition number κ* = λ*_max/λ*_min over the nonzero eigenvalues of H* (1 if d = 1).
 
-    Returns
-    -------
-    float or numpy.ndarray, shape S for stacks as in :func:`effective_hessian`
+    Parameters, stacks and errors as :func:`effective_hessian`; shape S.
     """
     lam = effective_eigvals(H, u_star)
     if lam.shape[-1] == 0:
@@ -137,8 +108,8 @@ def bngd_rate(H, u_star, lr_eff, lr_a=1.0):
 
     Parameters
     ----------
-    H : array_like, shape (d, d)
-    u_star : array_like, shape (d,)
+    H, u_star
+        One matrix and its minimiser, as in :func:`effective_hessian`.
     lr_eff : float or array_like, > 0
         Effective step ε̂ = ε a*² / ‖w*‖²_H.
     lr_a : float or array_like, > 0
@@ -193,8 +164,7 @@ def gd_excess(problem, lr, k, w0):
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         log_f = np.log(np.abs(1.0 - lr[..., None] * lam))
         terms = weight * np.exp(np.where(k[..., None] == 0, 0.0, 2 * k[..., None] * log_f))
-    out = np.sum(terms, axis=-1)
-    return v.scalar_or_array(out)
+    return v.scalar_or_array(np.sum(terms, axis=-1))
 
 
 def gd_steps_to(problem, lr, w0, tol, max_steps):
@@ -302,13 +272,8 @@ def asymptotic_speedup(problem):
 
 def split_u(H, u_star):
     """Check one SPD ``H`` and a nonzero ``u_star`` (d,); return ``(H, u*/‖u*‖, ‖u*‖)``."""
-    H = v.spd(H, "H")[0]
-    u = v.finite_array(u_star, "u_star")
-    if u.shape != (H.shape[0],):
-        raise ValueError(f"u_star must have shape ({H.shape[0]},), got {u.shape}")
+    H, u = _u(v.spd(H, "H")[0], u_star)
     nu = np.linalg.norm(u)
-    if nu == 0:
-        raise ValueError("u_star must be nonzero: the minimiser needs a direction")
     return H, u / nu, nu
 
 
@@ -318,19 +283,7 @@ def wn_effective_hessian(H, u_star) -> np.ndarray:
     The w-block of the Jacobian is I − ε̂ P H P with ε̂ = ε a*²/‖w*‖². P H P is symmetric
     positive semidefinite, P H P û = 0, and on û⊥ it is the compression of H.
 
-    Parameters
-    ----------
-    H : array_like, shape (d, d), SPD
-    u_star : array_like, shape (d,), nonzero
-
-    Returns
-    -------
-    numpy.ndarray, shape (d, d)
-
-    Raises
-    ------
-    ValueError
-        If ``H`` is not SPD or ``u_star`` has the wrong shape or is zero.
+    Parameters and errors as :func:`effective_hessian` for one matrix; shape (d, d).
     """
     H, uh, _ = split_u(H, u_star)
     P = np.eye(H.shape[0]) - np.outer(uh, uh)
@@ -342,10 +295,7 @@ def wn_effective_eigvals(H, u_star) -> np.ndarray:
     """Return the d − 1 eigenvalues of P H P on û⊥, ascending (the structural zero dropped).
 
     By Cauchy interlacing they lie in [λ_min, λ_max] > 0, as for :func:`effective_eigvals`.
-
-    Returns
-    -------
-    numpy.ndarray, shape (d − 1,)
+    Parameters as :func:`wn_effective_hessian`.
     """
     return np.linalg.eigvalsh(wn_effective_hessian(H, u_star))[1:]
 
@@ -386,11 +336,6 @@ def wn_rate(H, u_star, lr_eff, lr_a):
     Returns
     -------
     float or numpy.ndarray, shape ``broadcast(lr_eff, lr_a)``
-
-    Raises
-    ------
-    ValueError
-        On a non-SPD ``H``, a bad ``u_star`` or steps that are not > 0.
     """
     H, uh, _ = split_u(H, u_star)
     lr_eff = v.positive_array(lr_eff, "lr_eff")
@@ -419,8 +364,7 @@ def wn_kappa_eff(H, u_star, ratio):
     H, uh, _ = split_u(H, u_star)
     ratio = v.positive_array(ratio, "ratio")
     mu = _lam_h(H, uh, np.ones(ratio.shape), ratio)
-    out = mu[..., -1] / mu[..., 0]
-    return v.scalar_or_array(out)
+    return v.scalar_or_array(mu[..., -1] / mu[..., 0])
 
 
 def _noise_var(problem):
@@ -450,13 +394,6 @@ def grad_noise(problem, batch):
     -------
     float or numpy.ndarray, the shape of ``batch``
         σ² tr(H*) (B − 2)/(B (B − 3)).
-
-    Raises
-    ------
-    TypeError
-        If ``problem`` is not an OLS or ``batch`` not integers.
-    ValueError
-        If an entry of ``batch`` is below 2.
     """
     s2 = _noise_var(problem)
     b = v.batch_sizes(batch).astype(float)
@@ -487,11 +424,6 @@ def norm_growth(v0, lr, c, k):
     Returns
     -------
     float or numpy.ndarray
-
-    Raises
-    ------
-    ValueError
-        If ``v0`` or ``lr`` is not > 0, or ``c`` or ``k`` is negative.
     """
     v0 = v.positive_array(v0, "v0")
     lr = v.positive_array(lr, "lr")
@@ -521,13 +453,6 @@ def scale_floor(problem, batch, lr_a):
     Returns
     -------
     float or numpy.ndarray (broadcast of ``batch`` and ``lr_a``)
-
-    Raises
-    ------
-    TypeError
-        If ``problem`` is not an OLS or ``batch`` not integers.
-    ValueError
-        If ``batch`` < 2 or ``lr_a`` is not in (0, 2).
     """
     s2 = _noise_var(problem)
     b = v.batch_sizes(batch)
@@ -559,12 +484,6 @@ def sgd_floor(problem, batch, lr):
     -------
     float or numpy.ndarray
         The excess, broadcast over ``batch`` and ``lr``; ``inf`` without a stationary state.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.theory.scale_floor` for ``problem`` and ``batch`` (here any
-        ``batch`` >= 1 is allowed), or if ``lr`` is not > 0.
     """
     s2 = _noise_var(problem)
     b = v.batch_sizes(batch, minimum=1).astype(float)
@@ -601,8 +520,7 @@ def floor_leading(problem, lr_decay):
     check_problem(problem)
     x = v.nonnegative_array(lr_decay, "lr_decay")
     lam = float(effective_eigvals(problem.H, problem.u_star).max())
-    out = x * lam * float(problem.u_star @ problem.u_star) / 4
-    return v.scalar_or_array(out)
+    return v.scalar_or_array(x * lam * float(problem.u_star @ problem.u_star) / 4)
 
 
 def angular_equilibrium(lr, weight_decay, momentum=0.0):
@@ -625,5 +543,4 @@ def angular_equilibrium(lr, weight_decay, momentum=0.0):
     mom = v.finite_array(momentum, "momentum")
     if np.any(mom < 0) or np.any(mom >= 1):
         raise ValueError(f"momentum must be in [0, 1), got {v.short(mom)}")
-    out = np.sqrt(2 * lr * wd / (1 + mom))
-    return v.scalar_or_array(out)
+    return v.scalar_or_array(np.sqrt(2 * lr * wd / (1 + mom)))

@@ -1,15 +1,8 @@
 """Windows of step sizes: how many decades of ε a method tolerates, every measure in one place.
 
-- :func:`log_width` — the one width: decades of a set of grid points on a logarithmic grid,
-  each point standing for its cell in log10 ε; every other measure is built on it or on
-  :func:`crossing_width` (crossings of a level interpolated in log10 ε).
-- :func:`lr_windows` — GD and BNGD on a stack of problems over a grid of ε: per problem, the
-  window whose relative excess after ``steps`` steps is at most ``tol``.
-- :func:`gd_window`, :func:`bngd_window` — GD's exact window from its closed form, BNGD's
-  by runs, for one problem.
-- :func:`good_window`, :func:`level_window` — windows of noisy (mini-batch) runs, relative to
-  the method's own best level or at a shared level.
-- :func:`window_decades`, :func:`window_margin` — windows of networks by test accuracy.
+Every width is :func:`log_width` (decades of a set of points on a logarithmic grid) or
+:func:`crossing_width` (crossings of a level interpolated in log10 ε); the other functions
+apply them to GD and BNGD runs, noisy mini-batch runs and networks.
 """
 
 from __future__ import annotations
@@ -51,14 +44,6 @@ def log_width(ok, lr, axis=-1):
     float or numpy.ndarray
         Widths in decades, shape ``ok.shape`` without ``axis``.
 
-    Raises
-    ------
-    TypeError
-        If ``ok`` is not boolean.
-    ValueError
-        If ``lr`` is not an increasing grid of ≥ 2 points > 0, or its length does not match
-        ``ok`` along ``axis``.
-
     Examples
     --------
     >>> lr = np.logspace(0, 4, 9)          # 2 points per decade: each counts 1/2 decade
@@ -68,17 +53,22 @@ def log_width(ok, lr, axis=-1):
     ok = np.asarray(ok)
     if ok.dtype != bool:
         raise TypeError(f"ok must be a boolean array, got dtype {ok.dtype}")
-    lr = v.positive_array(lr, "lr")
-    if lr.ndim != 1 or lr.size < 2:
-        raise ValueError(f"lr must be a 1-D grid of at least 2 step sizes, got shape {lr.shape}")
+    lr = _grid(lr, ok, "ok", axis)
     log_lr = np.log10(lr)
-    if not np.all(np.diff(log_lr) > 0):
-        raise ValueError(f"lr must be increasing, got {v.short(lr)}")
-    if ok.ndim == 0 or ok.shape[axis] != lr.size:
-        raise ValueError(f"ok must have {lr.size} entries along axis {axis}, got shape {ok.shape}")
     mid = (log_lr[1:] + log_lr[:-1]) / 2
     edges = np.concatenate([[2 * log_lr[0] - mid[0]], mid, [2 * log_lr[-1] - mid[-1]]])
     return v.scalar_or_array(np.moveaxis(ok, axis, -1) @ np.diff(edges))
+
+
+def _grid(lr, x=None, name="", axis=-1):
+    """Check ``lr``, n >= 2 strictly increasing steps > 0, and that ``x`` has n entries along ``axis``."""
+    lr = v.positive_array(lr, "lr")
+    if lr.ndim != 1 or lr.size < 2 or not np.all(np.diff(lr) > 0):
+        raise ValueError(f"lr must be a strictly increasing 1-D grid of at least 2 step sizes, "
+                         f"got {v.short(lr)}")
+    if x is not None and (x.ndim == 0 or x.shape[axis] != lr.size):
+        raise ValueError(f"{name} must have {lr.size} entries along axis {axis}, got shape {x.shape}")
+    return lr
 
 
 def crossing_width(y, lr, level, axis=-1):
@@ -106,24 +96,11 @@ def crossing_width(y, lr, level, axis=-1):
     -------
     float or numpy.ndarray
         One width in decades per sampled curve: ``y.shape`` with ``axis`` removed.
-
-    Raises
-    ------
-    TypeError
-        If ``y`` or ``level`` is not numeric.
-    ValueError
-        If ``lr`` is not a strictly increasing grid of ≥ 2 step sizes > 0, ``y`` has the wrong
-        length along ``axis``, or ``level`` is not finite or does not broadcast.
     """
     y = np.asarray(y)
     if y.dtype == bool or not np.issubdtype(y.dtype, np.number):
         raise TypeError(f"y must be a numeric array, got dtype {y.dtype}")
-    lr = v.positive_array(lr, "lr")
-    if lr.ndim != 1 or lr.size < 2 or not np.all(np.diff(lr) > 0):
-        raise ValueError(f"lr must be a strictly increasing 1-D grid of at least 2 step sizes, "
-                         f"got {lr!r}")
-    if y.ndim == 0 or y.shape[axis] != lr.size:
-        raise ValueError(f"y must have {lr.size} entries along axis {axis}, got shape {y.shape}")
+    lr = _grid(lr, y, "y", axis)
     level = v.finite_array(level, "level")
     y = np.moveaxis(y.astype(float), axis, -1)
     try:
@@ -216,21 +193,11 @@ def lr_windows(problems, lr, steps, tol, w0, a0=1.0, lr_a=1.0, *, gd=True) -> Wi
     Returns
     -------
     bnlib.windows.Windows
-
-    Raises
-    ------
-    TypeError
-        If an argument has the wrong type (as in :func:`bnlib.descent.bngd_stack`).
-    ValueError
-        If ``problems`` is empty, ``tol`` is not in (0, 1), a budget is < 1, ``lr`` is not a
-        strictly increasing grid, or shapes do not match.
     """
     problems = list(problems)
     if not problems:
         raise ValueError("problems must hold at least one bnlib.OLS")
-    lr = v.positive_array(lr, "lr")
-    if lr.ndim != 1 or lr.size < 2 or not np.all(np.diff(lr) > 0):
-        raise ValueError("lr must be a strictly increasing 1-D grid of at least 2 step sizes")
+    lr = _grid(lr)
     budgets = np.array([v.count(k, "steps", minimum=1) for k in np.atleast_1d(steps).tolist()])
     if np.ndim(steps) > 1 or budgets.size == 0:
         raise ValueError(f"steps must be an integer or a 1-D sequence of integers, got {steps!r}")
@@ -423,11 +390,6 @@ def good_window(final, lr, *, below=0.5, factor=2.0):
     Returns
     -------
     float or numpy.ndarray, shape ``final.shape[:-1]``
-
-    Raises
-    ------
-    ValueError
-        If ``below`` is not positive, ``factor < 1`` or the shapes do not match.
     """
     f = v.as_real_array(final, "final")
     below = v.positive_scalar(below, "below")
@@ -468,12 +430,6 @@ def level_window(final, lr, level, *, z=2.0):
     (low, width, high) : tuple of float or numpy.ndarray
         Widths in decades of the sure set, of the set ``mean <= level`` and of the possible
         set; shape ``final.shape[1:-1]`` broadcast with ``level``.
-
-    Raises
-    ------
-    ValueError
-        If ``final`` has fewer than two repeats or no step-size axis, ``level`` or ``z``
-        is not positive, or the shapes do not match.
     """
     f = v.as_real_array(final, "final")
     z = v.positive_scalar(z, "z")
@@ -507,13 +463,6 @@ def window_decades(runs, threshold):
     -------
     dict
         Per variant a float (shape (S, n)) or an array of shape (A,) (shape (S, A, n)).
-
-    Raises
-    ------
-    TypeError
-        If ``runs`` is not a dict of runs.
-    ValueError
-        As :func:`bnlib.windows.log_width` of ``accuracy >= threshold``.
     """
     return {name: log_width(acc >= threshold, runs[name].lr.reshape(-1, acc.shape[-1])[0])
             for name, acc in _seed_mean_accuracy(runs).items()}   # nan (all diverged): outside
@@ -545,13 +494,6 @@ def window_margin(runs, threshold):
     -------
     dict
         As for :func:`window_decades`; ``inf`` if every point diverged.
-
-    Raises
-    ------
-    TypeError
-        If ``runs`` is not a dict of runs.
-    ValueError
-        If ``threshold`` is not finite.
     """
     accs = _seed_mean_accuracy(runs)
     threshold = float(v.finite_array(threshold, "threshold"))
