@@ -1,21 +1,15 @@
 """Gradient descent on J0 (GD), with batch normalization on J (BNGD) or weight normalization (WNGD).
 
-Every method runs many step sizes at once: ``lr`` may be an array, and the runs advance
-together (one batched ``W @ H`` per step, an elementwise product when H is diagonal, no
-Python loop over runs). The *batch shape* B of a call is the broadcast of the shapes of
-``lr`` (and ``lr_a``, ``a0``, ``w0.shape[:-1]``): a scalar ``lr`` with ``w0`` of shape (d,)
-gives B = (), M step sizes give B = (M,). The ``_stack`` variants run S problems of equal
-dimension at once, with batch shape (S, B...): axis 0 is the problem axis, every array
-argument is broadcast against (S, B...) with trailing axes aligned, so an array shared by
-all problems needs a leading length-1 axis (M step sizes for every problem are
-``lr[None, :]``; one start per problem is ``w0`` of shape (S, 1, d); a 1-D ``lr`` of length
-S pairs step size s with problem s).
+Every method runs many step sizes at once, with no Python loop over runs: the *batch shape*
+B of a call is the broadcast of the shapes of ``lr`` (and ``lr_a``, ``a0``,
+``w0.shape[:-1]``). The ``_stack`` variants run S problems of dimension d at once, batch
+shape (S, B...) with the problem axis first, trailing axes aligned: M step sizes for every
+problem are ``lr[None, :]``, one start per problem is ``w0`` of shape (S, 1, d).
 
-One driver (``drive``) runs every loop of bnlib, these and those of
-:mod:`~bnlib.minibatch` and :mod:`~bnlib.nn`: each method supplies its step, the driver
-records, flags and masks diverged runs (``inf`` losses, ``nan`` states, no floating-point
-warning), drops columns of dead runs, and stops at ``tol``; ``record="loss"`` keeps only
-per-step scalars. WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
+One driver (``drive``) runs every loop of bnlib, also those of :mod:`~bnlib.minibatch` and
+:mod:`~bnlib.nn`: each method supplies its step; the driver records, masks diverged runs
+(``inf`` losses, ``nan`` states, no floating-point warning) and stops at ``tol``.
+WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
 """
 
 from __future__ import annotations
@@ -64,20 +58,9 @@ class GDRun:
     def steps_to(self, tol) -> np.ndarray:
         """First iteration k with ``excess[k] <= tol`` for each run; ``inf`` if never.
 
-        Parameters
-        ----------
-        tol : float or array_like
-            Tolerance(s) > 0; an array is broadcast against the batch shape B (e.g. a
-            relative tolerance ``1e-6 * ref[:, None]`` with one scale per problem of a stack).
-
-        Returns
-        -------
-        numpy.ndarray of float, shape B (a float when B = () and ``tol`` is a scalar)
-
-        Raises
-        ------
-        ValueError
-            If ``tol`` is not > 0 and finite or does not broadcast against B.
+        ``tol`` > 0 may be an array broadcast against the batch shape B (e.g. one scale per
+        problem of a stack); the result has shape B (a float when both are scalars).
+        ValueError if ``tol`` is not > 0 and finite or does not broadcast.
         """
         return steps_to(self.excess, tol)
 
@@ -309,6 +292,12 @@ class _Data:
         self.jstar = np.array([q.min_loss for q in problems])[:, None]
         self.c = np.array([q.c for q in problems])[:, None]
 
+    def hw(self, W, out):
+        """Write H w for the states W into ``out`` and return it."""
+        if self.hdiag is None:
+            return np.matmul(W, self.H, out=out)
+        return np.multiply(W, self.hdiag, out=out)
+
     def h_norm2(self, w):
         """Return wᵀ H w for w of shape (B..., d) (one problem) or (S, B..., d) (stacked)."""
         if self.S is None:
@@ -424,12 +413,8 @@ class _GD(Runs):
 
     def measure(self):
         """Return J0, J0 − J* = ½ (w − u*)ᵀ(H w − g), no state check, and the iterate."""
-        d, W, HW = self.data, self.W, self.HW
-        if d.hdiag is None:
-            np.matmul(W, d.H, out=HW)
-        else:
-            np.multiply(W, d.hdiag, out=HW)
-        np.subtract(HW, self.gfull, out=self.G)
+        d, W = self.data, self.W
+        np.subtract(d.hw(W, self.HW), self.gfull, out=self.G)
         np.subtract(W, d.u, out=self.R)
         exc = 0.5 * np.vecdot(self.R, self.G)
         return d.jstar + exc, exc, None, (W.copy(),) if self.names else ()
@@ -483,11 +468,7 @@ class _Normalized(Runs):
 
     def measure(self):
         """Return J, J − J*, whether ‖w‖_H is finite, and lr_eff, ‖w‖ (and w, a)."""
-        d, W, HW = self.data, self.W, self.HW
-        if d.hdiag is None:
-            np.matmul(W, d.H, out=HW)
-        else:
-            np.multiply(W, d.hdiag, out=HW)
+        d, W, HW = self.data, self.W, self.data.hw(self.W, self.HW)
         w2, n2 = np.vecdot(self.Z, W)              # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
         wg = W @ d.gcol
         self.dev, rm, t, G, self.R = normalized_grad(
@@ -616,11 +597,9 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``lr <= 0`` or not finite, ``steps < 0``, ``w0`` has the wrong shape or is not
-        finite, ``tol <= 0``, or ``record`` is unknown.
+    TypeError, ValueError
+        If ``problem`` is not an :class:`~bnlib.ols.OLS`, or an argument is not numeric, out
+        of its range above, or of a shape that does not broadcast (the error names it).
     """
     check_problem(problem)
     return _gd(_Data([problem], stacked=False), lr, steps, w0, tol=tol, record=record,
@@ -631,35 +610,22 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
              weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.gd` on S problems of equal dimension at once.
 
-    Parameters
-    ----------
-    problems : sequence of bnlib.ols.OLS
-        S ≥ 1 problems, all of dimension d.
-    lr : float or array_like
-        Step size(s) ε > 0, broadcast against the batch shape (S, B...).
-    steps : int
-    w0 : array_like, shape (d,) or broadcastable to (S, B..., d), optional
-        Starts; zeros by default.
-    tol, record, blowup, weight_decay, momentum
-        As in :func:`~bnlib.descent.gd`; ``tol`` waits for every run of every problem.
+    Parameters as :func:`~bnlib.descent.gd`, with ``problems`` a sequence of S ≥ 1
+    :class:`~bnlib.ols.OLS` of dimension d in place of ``problem``; the arrays broadcast
+    against the batch shape (S, B...), problem axis first (see :mod:`bnlib.descent`), and
+    ``tol`` waits for every run of every problem.
 
     Returns
     -------
     GDRun
-        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
-        The same numbers as S separate :func:`~bnlib.descent.gd` calls, up to rounding.
-
-    Notes
-    -----
-    Problem axis first: see :mod:`bnlib.descent` for how ``lr`` and ``w0`` broadcast.
+        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``,
+        the same numbers as S separate :func:`~bnlib.descent.gd` calls up to rounding.
 
     Raises
     ------
-    TypeError
-        If ``problems`` is not a sequence of :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
-        0, or an argument is invalid as in :func:`~bnlib.descent.gd`.
+    TypeError, ValueError
+        As :func:`~bnlib.descent.gd`, and if ``problems`` is empty, mixes dimensions or is not
+        a sequence of :class:`~bnlib.ols.OLS`.
     """
     return _gd(_problems(problems), lr, steps, w0, tol=tol, record=record, blowup=blowup,
                weight_decay=weight_decay, momentum=momentum)
@@ -704,12 +670,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
-        ``w0`` has the wrong shape, is not finite or is zero, ``weight_decay < 0``,
-        ``momentum`` is outside [0, 1), or shapes do not broadcast.
+    TypeError, ValueError
+        As :func:`~bnlib.descent.gd`, and if ``w0`` is zero.
 
     Notes
     -----
@@ -729,25 +691,9 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
                weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.bngd` on S problems of equal dimension at once.
 
-    Parameters
-    ----------
-    problems : sequence of bnlib.ols.OLS
-        S ≥ 1 problems, all of dimension d.
-    lr, steps, a0, w0, lr_a, tol, record, blowup, weight_decay, momentum
-        As in :func:`~bnlib.descent.bngd`, the arrays broadcast against the batch shape
-        (S, B...) with the problem axis first (see :mod:`bnlib.descent`); every start must be
-        nonzero, and ``tol`` waits for every run of every problem.
-
-    Returns
-    -------
-    BNGDRun
-        Of batch shape (S, B...), laid out as the result of :func:`~bnlib.descent.gd_stack`.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.descent.gd_stack`, or on an argument :func:`~bnlib.descent.bngd`
-        rejects (e.g. a zero start).
+    Parameters, result layout (a :class:`~bnlib.descent.BNGDRun` of batch shape (S, B...))
+    and errors as :func:`~bnlib.descent.gd_stack`, with the arguments of
+    :func:`~bnlib.descent.bngd` (every start nonzero).
     """
     return _normalized("bn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
                        blowup=blowup, weight_decay=weight_decay, momentum=momentum)
@@ -787,10 +733,9 @@ def wn_loss(problem, a, w) -> np.ndarray:
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an OLS or an argument is not numeric.
-    ValueError
-        If ``w`` has the wrong last dimension, is zero, or shapes do not broadcast.
+    TypeError, ValueError
+        If ``problem`` is not an OLS, or ``a``, ``w`` are not numeric, ``w`` is zero or of
+        another dimension, or the shapes do not broadcast.
     """
     a, w, n = _aw(problem, a, w)
     return problem.loss((a / n)[..., None] * w)
@@ -824,27 +769,10 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     a_{k+1} = a_k − ε_a ∂_a J_WN(a_k, w_k),   w_{k+1} = w_k − ε ∇_w J_WN(a_k, w_k).
 
-    The interface, shapes, vectorisation over step sizes and divergence flagging are those
-    of :func:`~bnlib.descent.bngd`; a run is diverged once its state is not finite or its
-    loss exceeds ``blowup * max(J_WN(a0, w0), c/2)`` (``loss`` is then ``inf`` and the
-    iterates ``nan``), and no floating-point warning escapes.
-
-    Parameters
-    ----------
-    problem, lr, steps, a0, w0, tol, record, blowup
-        As in :func:`~bnlib.descent.bngd` (``w0`` nonzero).
-    lr_a : float or array_like
-        Step(s) ε_a > 0 of a, broadcast with ``lr``. Unlike BN's, the curvature of J_WN in a
-        is ŵᵀHŵ, not 1, so ε_a ≤ 1 is not a safe default for every problem.
-
-    Returns
-    -------
-    WNGDRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        On the arguments :func:`~bnlib.descent.bngd` rejects, for the same reasons.
+    Parameters, shapes, divergence (relative to J_WN(a0, w0)) and errors as
+    :func:`~bnlib.descent.bngd`, without weight decay and momentum; returns a
+    :class:`~bnlib.descent.WNGDRun`. Unlike BN's, the curvature of J_WN in a is ŵᵀHŵ, not 1,
+    so ``lr_a`` ≤ 1 is not a safe default for every problem.
     """
     check_problem(problem)
     return _normalized("wn", _Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol=tol,
@@ -852,11 +780,6 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
 
 def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
-    """:func:`~bnlib.descent.wngd` on S problems of equal dimension at once.
-
-    The broadcasting (batch shape (S, B...), the problem axis first: M step sizes for every
-    problem are ``lr[None, :]``), the layout of the :class:`~bnlib.descent.WNGDRun` it
-    returns and the errors it raises are those of :func:`~bnlib.descent.bngd_stack`.
-    """
+    """:func:`~bnlib.descent.wngd` on S problems at once, laid out as :func:`~bnlib.descent.bngd_stack`."""
     return _normalized("wn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
                        blowup=blowup)
