@@ -12,16 +12,11 @@ incomplete batch is dropped), and
   scale γ = a and shift β = 0); the gradient goes *through* the batch statistics, as
   backpropagation through a BN layer does (:func:`~bnlib.minibatch.bn_batch_grad`).
 
-With B = n every step sees the whole set and the runs are deterministic: BN-SGD is then
-BNGD (:func:`~bnlib.descent.bngd`) on :func:`~bnlib.minibatch.train_problem` and SGD is GD on
-``train_problem(data, centered=False)``.
-
-Both run a whole grid at once: ``lr`` (and ``lr_a``, ``a0``, ``w0``) broadcast to a *batch
-shape* of runs, and ``repeats=S`` adds a leading axis of S independent repeats; every run
-draws its own batches, and all runs advance together (a Python loop over steps only). The
-result has the conventions of :mod:`bnlib.descent`: a run whose loss blows up is flagged in
-``diverged``, its later losses are ``inf`` and iterates ``nan``, and no floating-point
-warning escapes.
+With B = n BN-SGD is BNGD (:func:`~bnlib.descent.bngd`) on
+:func:`~bnlib.minibatch.train_problem` and SGD is GD on ``train_problem(data, centered=False)``.
+Both run a grid at once as :mod:`bnlib.descent` does (``lr``, ``lr_a``, ``a0``, ``w0``
+broadcast to a batch shape; ``repeats=S`` adds a leading axis of S repeats), every run
+drawing its own batches, with the divergence conventions of :mod:`bnlib.descent`.
 """
 
 from __future__ import annotations
@@ -128,29 +123,32 @@ def train_problem(data, centered=True) -> OLS:
     return OLS(Xc.T @ Xc / n, Xc.T @ yc / n, float(y @ y) / n)
 
 
+def _xw(Xb, w):
+    """Return x_iᵀw of every run's batch, (R, B); Xb is (B, d) shared by every run or (R, B, d)."""
+    return w @ Xb.T if Xb.ndim == 2 else np.matmul(Xb, w[:, :, None])[:, :, 0]
+
+
+def _back(coef, Xb):
+    """Return Σ_i coef_i x_i of every run, (R, d)."""
+    return coef @ Xb if Xb.ndim == 2 else np.matmul(coef[:, None, :], Xb)[:, 0, :]
+
+
 def bn_batch_grad(Xb, yb, a, w):
     """Return the BN batch loss and its gradients, through the batch statistics, for many runs."""
     B = Xb.shape[-2]
-    if Xb.ndim == 2:                                     # one batch shared by every run
-        xi = w @ Xb.T                                    # (R, B)
-    else:
-        xi = np.matmul(Xb, w[:, :, None])[:, :, 0]
+    xi = _xw(Xb, w)
     xi -= xi.mean(axis=1, keepdims=True)
     s = np.sqrt(np.mean(xi * xi, axis=1))
     z = xi / s[:, None]
     p = np.mean(yb * z, axis=1)
     loss = 0.5 * (np.mean(yb * yb, axis=-1) - 2.0 * a * p + a * a)
     coef = (a / (B * s))[:, None] * (p[:, None] * z - (yb - yb.mean(axis=-1, keepdims=True)))
-    dw = coef @ Xb if Xb.ndim == 2 else np.matmul(coef[:, None, :], Xb)[:, 0, :]
-    return loss, a - p, dw
+    return loss, a - p, _back(coef, Xb)
 
 
 def _sgd_batch_grad(Xb, yb, w):
-    if Xb.ndim == 2:                                     # one batch shared by every run
-        r = yb - w @ Xb.T
-        return 0.5 * np.mean(r * r, axis=1), -(r @ Xb) / Xb.shape[0]
-    r = yb - np.matmul(Xb, w[:, :, None])[:, :, 0]
-    return 0.5 * np.mean(r * r, axis=1), -np.matmul(r[:, None, :], Xb)[:, 0, :] / Xb.shape[1]
+    r = yb - _xw(Xb, w)
+    return 0.5 * np.mean(r * r, axis=1), -_back(r, Xb) / Xb.shape[-2]
 
 
 def _check_problem(problem, d):
@@ -377,13 +375,10 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
 
     Raises
     ------
-    TypeError
-        If ``data`` is not a tuple (X, y), ``problem`` not an OLS, an argument not numeric, or
-        an option unknown.
-    ValueError
-        If a step size is not > 0 and finite, ``steps < 0``, ``batch`` is not in [2, n],
-        ``w0`` has the wrong shape or is zero, shapes do not broadcast, ``problem`` has
-        another dimension, ``weight_decay < 0`` or ``momentum`` is outside [0, 1).
+    TypeError, ValueError
+        If ``data`` is not a tuple (X, y), ``problem`` not an OLS of dimension d, an option
+        unknown, ``w0`` zero, or an argument not numeric, out of its range above or of a
+        shape that does not broadcast (the error names it).
     """
     data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
                                                     problem, options)
@@ -400,27 +395,9 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
 def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, **options):
     """Plain mini-batch SGD on least squares: w_{k+1} = w_k − ε ∇J0_B(w_k).
 
-    Parameters
-    ----------
-    data : tuple (X, y)
-    lr : float or array_like
-        Step size(s) ε > 0.
-    steps : int
-    batch : int
-        Batch size B, 2 ≤ B ≤ n (B = n is GD on ``train_problem(data, centered=False)``).
-    w0 : array_like, shape (d,) or (S..., d), optional
-        Start; zeros by default.
-    seed, repeats, problem, **options
-        As in :func:`~bnlib.minibatch.bn_sgd` (the decay on w, the momentum on w).
-
-    Returns
-    -------
-    MiniBatchRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        As in :func:`~bnlib.minibatch.bn_sgd`.
+    Parameters and errors as :func:`~bnlib.minibatch.bn_sgd`, without a and its ``a0``,
+    ``lr_a``; ``w0`` (shape (d,) or (S..., d)) is zero by default. Returns a
+    :class:`~bnlib.minibatch.MiniBatchRun`.
     """
     data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
                                                     problem, options)

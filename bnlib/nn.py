@@ -21,14 +21,8 @@ Conventions
 - Losses: ``"cross_entropy"`` (mean over the batch of −log softmax) and ``"quadratic"``,
   mean over the batch *and* the classes of (onehot − softmax)², the loss of the paper's code.
 
-Data: scikit-learn's bundled 8×8 digits, standardised and split by a seed
-(:func:`load_digits_split`). Training: plain mini-batch SGD over grids of step sizes in
-lockstep (:func:`train`), the paper's three variants over one grid (:func:`train_variants`).
-
-The effective step of a BN unit is the network analogue of BNGD's ε̂ = ε a²/‖w‖²_H: a step
-ε on w_j turns unit j's output by about ε γ_j²/(σ_j² + ν), σ_j² the batch variance of
-z_j = x·w_j (:func:`effective_steps`); :func:`top_bn_hessian` gives the largest Hessian
-eigenvalue of the loss in BN's (γ, β).
+The effective step of a BN unit, ε γ_j²/(σ_j² + ν) with σ_j² the batch variance of
+z_j = x·w_j, is the network analogue of BNGD's ε̂ = ε a²/‖w‖²_H.
 """
 
 from __future__ import annotations
@@ -91,10 +85,8 @@ def load_digits_split(seed=0, test_fraction=0.25):
 
     Raises
     ------
-    TypeError
-        If ``seed`` is not an integer.
-    ValueError
-        If ``seed < 0`` or ``test_fraction`` is not in (0, 1) or leaves an empty set.
+    TypeError, ValueError
+        If ``seed`` is not an integer ≥ 0, or ``test_fraction`` leaves an empty set.
     """
     from sklearn.datasets import load_digits
 
@@ -197,7 +189,8 @@ class MLP:
 
     def bn_param_names(self):
         """Return the names stepped with ε_a (γ and β); empty without BN."""
-        return [f"{k}{layer}" for layer in range(self.depth) for k in ("gamma", "beta")] if self.bn else []
+        return [name for name, _, is_weight, trainable in self._layout
+                if trainable and not is_weight and self.bn]
 
     def init(self, seed=0, shape=(), weight_scale=1.0):
         """Glorot-uniform weights, zero biases, γ = 1, β = 0, running mean 0 and variance 1.
@@ -228,13 +221,8 @@ class MLP:
             W = weight_scale * rng.uniform(-lim, lim, (n_in, n_out))
             params[f"W{layer}"] = np.broadcast_to(W, shape + W.shape).copy()
             row = shape + (1, n_out)
-            if self.bn:
-                params[f"gamma{layer}"] = np.ones(row)
-                params[f"beta{layer}"] = np.zeros(row)
-                params[f"mean{layer}"] = np.zeros(row)
-                params[f"var{layer}"] = np.ones(row)
-            else:
-                params[f"b{layer}"] = np.zeros(row)
+            kinds = ("gamma", "beta", "mean", "var") if self.bn else ("b",)
+            params |= {f"{k}{layer}": (np.ones if k in ("gamma", "var") else np.zeros)(row) for k in kinds}
         return params
 
     def _check_params(self, params):
@@ -243,12 +231,7 @@ class MLP:
         missing = [k for k in self.param_names(trainable_only=False) if k not in params]
         if missing:
             raise ValueError(f"params lacks {missing} for {self}")
-        W0 = v.finite_array(params["W0"], "params['W0']")
-        if W0.ndim < 2 or W0.shape[-2:] != self.sizes[:2]:
-            raise ValueError(f"params['W0'] must have shape (..., {self.sizes[0]}, {self.sizes[1]}), "
-                             f"got {W0.shape}")
-        P = W0.shape[:-2]
-        out = {}
+        P, out = np.shape(params["W0"])[:-2], {}     # every shape is checked below
         for name, layer, is_weight, _ in self._layout:
             n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
             want = P + ((n_in, n_out) if is_weight else (1, n_out))
@@ -329,9 +312,7 @@ class MLP:
                 d, grads[f"gamma{layer}"], grads[f"beta{layer}"] = batchnorm_backward(d, caches[layer])
             else:
                 grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
-            a_in = inputs[layer]
-            gW = np.swapaxes(a_in, -1, -2) @ d
-            grads[f"W{layer}"] = gW
+            grads[f"W{layer}"] = np.swapaxes(inputs[layer], -1, -2) @ d
             if layer > 0:
                 d = (d @ np.swapaxes(params[f"W{layer}"], -1, -2)) * masks[layer - 1]
         return loss, grads, stats
@@ -542,18 +523,15 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
 
     Notes
     -----
-    Models are trained in independent chunks whose largest activation array stays below
-    ``CHUNK_BYTES`` (small chunks stay in cache), by ``WORKERS`` threads (numpy releases the
-    GIL in its array operations); BLAS runs single-threaded inside, as threaded BLAS on these
-    small products was 5–10 times slower on a busy 2-core machine. Results depend on neither.
+    Models are trained in chunks whose largest activation array stays below ``CHUNK_BYTES``,
+    by ``WORKERS`` threads, with single-threaded BLAS (faster on these small products); the
+    results depend on neither.
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an :class:`~bnlib.nn.MLP` or an argument has the wrong type.
-    ValueError
-        If a step is ≤ 0 or not finite, ``lr_a`` is given for a network without BN, the data
-        do not fit the network, or ``epochs``, ``batch_size``, ``seeds`` or an option are bad.
+    TypeError, ValueError
+        If ``net`` is not an :class:`~bnlib.nn.MLP`, ``lr_a`` is given without BN, the data do
+        not fit the network, or an argument or option is out of its range above.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
@@ -768,8 +746,7 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     Raises
     ------
     ValueError, TypeError
-        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`; also if ``lr`` or ``lr_a`` is not
-        1-D.
+        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`, and if ``lr`` or ``lr_a`` is not 1-D.
     """
     lr = v.positive_array(lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
@@ -815,19 +792,11 @@ def effective_steps(net, params, X, lr):
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an MLP.
-    ValueError
-        If ``net`` has no BN, the parameters or data do not fit it, or ``lr`` is not positive.
+    TypeError, ValueError
+        If ``net`` is not an MLP with BN, the parameters or data do not fit it, or ``lr`` is
+        not positive.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
-    if not net.bn:
-        raise ValueError("effective_steps needs a network with BN")
-    params, P = net._check_params(params)
-    X = v.finite_array(X, "X")
-    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
-        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    params, P, X = _bn_batch(net, params, X, "effective_steps")
     lr = v.positive_array(lr, "lr")
     try:
         lr_b = np.broadcast_to(lr, P)[..., None]
@@ -872,10 +841,8 @@ def top_bn_hessian(net, params, X, y):
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an MLP.
-    ValueError
-        If ``net`` has no BN, or the parameters or data do not fit it.
+    TypeError, ValueError
+        If ``net`` is not an MLP with BN, or the parameters or data do not fit it.
     """
     xhat, p, t = _top_layer(net, params, X, y)
     B, C = p.shape[-2], p.shape[-1]
@@ -918,16 +885,22 @@ def top_bn_sharpness(net, params, X, y):
     return np.linalg.eigvalsh(top_bn_hessian(net, params, X, y))[..., -1]
 
 
-def _top_layer(net, params, X, y):
-    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+def _bn_batch(net, params, X, who):
+    """Check a BN network, its parameters (model shape P) and one batch X; return them."""
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
     if not net.bn:
-        raise ValueError("top_bn_hessian needs a network with BN")
+        raise ValueError(f"{who} needs a network with BN")
     params, P = net._check_params(params)
     X = v.finite_array(X, "X")
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (B, {net.sizes[0]}), got {X.shape}")
+    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
+        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    return params, P, X
+
+
+def _top_layer(net, params, X, y):
+    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+    params, _, X = _bn_batch(net, params, X, "top_bn_hessian")
     X, y = net._check_data(X, y, ())
     a = X
     for layer in range(net.depth):
@@ -937,5 +910,4 @@ def _top_layer(net, params, X, y):
         a = np.maximum(out, 0.0)
     e = np.exp(out - out.max(axis=-1, keepdims=True))
     p = e / e.sum(axis=-1, keepdims=True)
-    t = (y[:, None] == np.arange(net.n_classes)).astype(float)
-    return cache.xhat, p, t
+    return cache.xhat, p, _onehot(y, net.n_classes)
