@@ -123,32 +123,17 @@ def _scatter(x, cols, N, fill, vec):
     """Put the active columns ``x`` (…, n) or, with ``vec``, (…, n, d) back into N columns."""
     if cols is None:
         return x
-    if vec:
-        out = np.full(x.shape[:-2] + (N, x.shape[-1]), fill)
-        out[..., cols, :] = x
-    else:
-        out = np.full(x.shape[:-1] + (N,), fill)
-        out[..., cols] = x
+    out = np.full(x.shape[:-2] + (N, x.shape[-1]) if vec else x.shape[:-1] + (N,), fill)
+    out[(..., cols, slice(None)) if vec else (..., cols)] = x
     return out
 
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """The options of a run, shared by every loop of :func:`drive`.
+    """The validated run options of :func:`~bnlib.descent.gd`, shared by every loop of ``drive``.
 
-    Attributes
-    ----------
-    steps : int
-        Number of steps K ≥ 0.
-    tol : float or None
-        Stop once every live run has ``excess <= tol``.
-    record : {"all", "loss"}
-        ``"all"`` also records the states; ``"loss"`` only per-step scalars.
-    blowup : float
-        The divergence factor > 1 (see :func:`drive`).
-    weight_decay, momentum : numpy.ndarray or None
-        Coupled weight decay υ ≥ 0 and heavy-ball momentum ς ∈ [0, 1) (arrays broadcast with
-        the batch shape); ``None`` where zero everywhere, the plain step bit for bit.
+    ``weight_decay`` and ``momentum`` are arrays that broadcast with the batch shape, or
+    ``None`` where zero everywhere (the plain step bit for bit).
     """
 
     steps: int
@@ -175,10 +160,6 @@ def _stacked(rows, length, shape, fill):
 def _append(rows, values, alive, whole, where):
     """Record one row per name: diverged runs masked with the name's fill, dropped columns put back."""
     cols, N = where
-    if whole and cols is None:                     # the common case: nothing to mask
-        for (row, _), x in zip(rows, values, strict=True):
-            row.append(x)
-        return
     for (row, fill), x in zip(rows, values, strict=True):
         vec = x.ndim > alive.ndim
         if not whole:
@@ -455,8 +436,7 @@ class _Normalized(Runs):
         self.Z[0] = W
         self.W, self.HW = self.Z[0], self.Z[1]
         self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, W.shape))
-        self.G = self.HW if not self.euclid else np.empty_like(W)
-        self.R = self.HW if not self.euclid else np.empty_like(W)
+        self.G, self.R = (self.HW, self.HW) if not self.euclid else (np.empty_like(W), np.empty_like(W))
         if R is not None:
             self.R[...] = R
 

@@ -354,20 +354,11 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     problem : bnlib.ols.OLS, optional
         The population the data came from; adds ``test_excess``.
     **options
-        The run options, keywords only:
-
-        - ``record`` : {"loss", "all"}, default "loss"; ``"all"`` also keeps every iterate
-          and the batch indices.
-        - ``blowup`` : float > 1, default 1e10. A run is diverged once its training loss
-          exceeds ``blowup * max(J_n(a0, w0), c_n/2)`` or its state is not finite
-          (``bnlib.descent.drive``).
-        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on w
-          (not on a): the w-step is taken on J_B + υ‖w‖²/2, broadcast like ``lr``.
-        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on a
-          and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0),
-          the same for a with ε_a (SGD with momentum as frameworks write it, for a constant
-          step). ``grad_norm2`` stays ‖∇_w J_B‖². With υ = ς = 0 the runs are the plain ones
-          bit for bit.
+        ``record`` ({"loss", "all"}, default "loss"; ``"all"`` also keeps every iterate and the
+        batch indices), ``blowup``, ``weight_decay`` and ``momentum`` as in
+        :func:`~bnlib.descent.bngd`, keywords only, with J_B in place of J: the divergence is
+        measured on the training loss J_n, the decay acts on w only, ``grad_norm2`` stays
+        ‖∇_w J_B‖².
 
     Returns
     -------

@@ -156,14 +156,12 @@ class MLP:
             raise TypeError(f"bn must be True or False, got {self.bn!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        object.__setattr__(self, "var_offset", v.var_offset(self.var_offset))
-        mom = float(v.finite_array(self.momentum, "momentum"))
+        offset, mom = v.var_offset(self.var_offset), float(v.finite_array(self.momentum, "momentum"))
         if not 0 <= mom < 1:
             raise ValueError(f"momentum must be in [0, 1), got {mom}")
-        object.__setattr__(self, "sizes", sizes)
-        object.__setattr__(self, "bn", bool(self.bn))
-        object.__setattr__(self, "momentum", mom)
-        object.__setattr__(self, "depth", len(sizes) - 1)
+        for k, x in dict(var_offset=offset, sizes=sizes, bn=bool(self.bn), momentum=mom,
+                         depth=len(sizes) - 1).items():
+            object.__setattr__(self, k, x)
         object.__setattr__(self, "_layout", self._make_layout())
 
     def _make_layout(self):
@@ -411,9 +409,8 @@ class SGDRun:
         Shape (S, L...): evaluation-mode loss and accuracy after training on the full
         training and test sets; ``inf`` and ``nan`` for diverged models.
     diverged : numpy.ndarray of bool
-        Shape (S, L...): the model diverged as ``bnlib.descent.drive`` defines it (its
-        batch loss not finite or above ``blowup`` times its first, or a parameter not
-        finite) and was masked from then on, without floating-point warnings.
+        Shape (S, L...): the model diverged (see :func:`~bnlib.nn.train`) and was masked
+        from then on.
     params : dict of numpy.ndarray or None
         Final parameters with leading shape (S, L...) if ``keep_params`` (``nan`` for
         diverged models).
@@ -503,18 +500,10 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     keep_params : bool
         Return the final parameters (memory: one network per model).
     **options
-        Run options, keywords only:
-
-        - ``blowup`` : float > 1, default 1e10. A model is diverged once its batch loss is
-          not finite or exceeds ``blowup`` times its first, or a parameter is not finite
-          (``bnlib.descent.drive``).
-        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on
-          the weight matrices W_l only (not on biases, γ, β): their step is taken on
-          L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
-        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on
-          every trainable parameter, as frameworks write SGD with momentum:
-          v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With υ = ς = 0 the
-          training is the plain SGD bit for bit.
+        ``blowup``, ``weight_decay`` and ``momentum`` as in :func:`~bnlib.descent.gd`, keywords
+        only: a model is diverged once its batch loss is not finite or exceeds ``blowup``
+        times its first, or a parameter is not finite; the decay acts on the weight matrices
+        W_l only, the momentum on every trainable parameter (v ← ς v + ∇ (+ υ W), θ ← θ − ε v).
 
     Returns
     -------
@@ -538,10 +527,8 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     Xtr, ytr, Xte, yte = (getattr(data, k, None) for k in ("X_train", "y_train", "X_test", "y_test"))
     if any(a is None for a in (Xtr, ytr, Xte, yte)):
         raise TypeError("data must have X_train, y_train, X_test and y_test (see load_digits_split)")
-    Xtr, ytr = net._check_data(Xtr, ytr, ())
+    Xtr, ytr = net._check_data(Xtr, ytr, ())          # X 2-D: its leading shape broadcasts to ()
     Xte, yte = net._check_data(Xte, yte, ())
-    if Xtr.ndim != 2 or Xte.ndim != 2:
-        raise ValueError(f"data must hold 2-D X arrays, got {Xtr.shape} and {Xte.shape}")
     lr = v.positive_array(lr, "lr")
     if lr_a is not None and not net.bn:
         raise ValueError("lr_a steps BN's gamma and beta; this network has no BN")
