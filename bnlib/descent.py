@@ -281,10 +281,7 @@ class _Data:
 
     def h_norm2(self, w):
         """Return wᵀ H w for w of shape (B..., d) (one problem) or (S, B..., d) (stacked)."""
-        if self.S is None:
-            Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
-            return np.vecdot(Hw, w)
-        ws = w.reshape(self.S, -1, self.d)
+        ws = w if self.S is None else w.reshape(self.S, -1, self.d)
         Hw = ws * self.hdiag if self.hdiag is not None else np.matmul(ws, self.H)
         return np.vecdot(Hw, ws).reshape(w.shape[:-1])
 
@@ -627,11 +624,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : bnlib.ols.OLS
-    lr : float or array_like
-        Weight step(s) ε > 0; an array runs one BNGD per entry, all at once.
-    steps : int
-        Number of steps K ≥ 0.
+    problem, lr, steps
+        As in :func:`~bnlib.descent.gd`, ``lr`` the weight step(s) ε.
     a0 : float or array_like
         Start of the scale a (broadcast with the batch shape).
     w0 : array_like, shape (d,) or (B..., d)

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from . import PUBLIC
 from . import checks as v
 from .descent import Runs, drive, option_shapes, options
-from .ols import OLS
+from .ols import OLS, check_problem
 
 __all__ = list(PUBLIC["minibatch"])
 
@@ -41,24 +41,20 @@ class MiniBatchRun:
     Attributes
     ----------
     loss : numpy.ndarray, shape (K+1, S...)
-        The training loss on the whole set: for SGD J0_n(w_k), for BN-SGD J_n(a_k, w_k), BN
-        with the statistics of the whole set (:func:`~bnlib.minibatch.train_problem`).
-        ``inf`` from the step at which a run diverged.
+        The training loss on the whole set, J0_n(w_k) or J_n(a_k, w_k) with BN on the whole
+        set's statistics (:func:`~bnlib.minibatch.train_problem`); ``inf`` after divergence.
     excess : numpy.ndarray, shape (K+1, S...)
         ``loss`` minus its minimum over the parameters, ½ (u − û)ᵀ H_n (u − û) with u the
         represented OLS weight (u = a w/‖w‖_{H_n} with BN) and û the training-set solution.
     test_excess : numpy.ndarray or None, shape (K+1, S...)
         With ``problem`` given: the population excess ½ (u − u*)ᵀ H (u − u*), for BN with
-        the population statistics (u = a w/‖w‖_H, BN at inference with exact running
-        statistics).
-    batch_loss : numpy.ndarray, shape (K, S...)
-        The batch loss of step k (before its update); ``nan`` once the run diverged.
-    grad_norm2 : numpy.ndarray, shape (K, S...)
-        ‖∇_w J_B‖² of step k (for SGD ‖∇ J0_B‖²); ``nan`` once the run diverged.
-    diverged : bool or numpy.ndarray of bool, shape S
-    lr : float or numpy.ndarray, shape S
-    w_final : numpy.ndarray, shape (S..., d)
-    steps, batch : int
+        the population statistics (u = a w/‖w‖_H, exact running statistics).
+    batch_loss, grad_norm2 : numpy.ndarray, shape (K, S...)
+        The batch loss of step k before its update and ‖∇_w J_B‖² (SGD: ‖∇J0_B‖²); ``nan``
+        once the run diverged.
+    diverged, lr, w_final, steps
+        As in :class:`~bnlib.descent.GDRun`, batch shape S.
+    batch : int
     w : numpy.ndarray or None, shape (K+1, S..., d); ``None`` unless ``record="all"``
     batches : numpy.ndarray of int or None, shape (K, S..., B)
         Indices of the samples of each step's batch; ``None`` unless ``record="all"``.
@@ -82,16 +78,9 @@ class MiniBatchRun:
 class BNMiniBatchRun(MiniBatchRun):
     """The result of :func:`~bnlib.minibatch.bn_sgd`.
 
-    The fields of :class:`~bnlib.minibatch.MiniBatchRun`, plus the following.
-
-    Attributes
-    ----------
-    a : numpy.ndarray or None, shape (K+1, S...)
-        The scale a_k; ``None`` unless ``record="all"``.
-    lr_eff, w_norm : numpy.ndarray, shape (K+1, S...)
-        The effective step ε a_k²/‖w_k‖²_{H_n} and ‖w_k‖.
-    lr_a : float or numpy.ndarray, shape S
-    a_final : float or numpy.ndarray, shape S
+    The fields of :class:`~bnlib.minibatch.MiniBatchRun` plus ``a`` (``None`` unless
+    ``record="all"``), ``lr_eff`` (ε a_k²/‖w_k‖²_{H_n}), ``w_norm``, ``lr_a`` and ``a_final``
+    as in :class:`~bnlib.descent.BNGDRun`, batch shape S.
     """
 
     a: np.ndarray | None
@@ -151,16 +140,6 @@ def _sgd_batch_grad(Xb, yb, w):
     return 0.5 * np.mean(r * r, axis=1), -_back(r, Xb) / Xb.shape[-2]
 
 
-def _check_problem(problem, d):
-    if problem is None:
-        return None
-    if not isinstance(problem, OLS):
-        raise TypeError(f"problem must be a bnlib.OLS or None, got {type(problem).__name__}")
-    if problem.d != d:
-        raise ValueError(f"problem has dimension {problem.d}, the data {d}")
-    return problem
-
-
 def _excess(U, target, H):
     """Return ½ (u − û)ᵀ H (u − û) for U of shape (R, d)."""
     E = U - target
@@ -213,8 +192,7 @@ class _MiniBatch(Runs):
         self.names = (("test_excess",) if problem is not None else ()) + (
             ("w_norm", "lr_eff") if bn else ()) + (
             (("w", "a") if bn else ("w",)) if opt.record == "all" else ())
-        self.fills = (np.inf,) * (problem is not None) + (np.nan,) * 4
-        self.fills = self.fills[:len(self.names)]
+        self.fills = ((np.inf,) * (problem is not None) + (np.nan,) * 4)[:len(self.names)]
         self.heavy_ball(opt, flat, scale=bn)
 
     def _u(self, H):
@@ -316,7 +294,9 @@ def _check(data, lr, steps, batch, seed, repeats, problem, kw):
     opt = options(steps, **{"record": "loss", **kw})
     if repeats is not None:
         repeats = v.count(repeats, "repeats", minimum=1)
-    return (X, y), lr, opt, (batch, seed), repeats, _check_problem(problem, d)
+    if problem is not None and check_problem(problem).d != d:
+        raise ValueError(f"problem has dimension {problem.d}, the data {d}")
+    return (X, y), lr, opt, (batch, seed), repeats, problem
 
 
 def _shape(repeats, **shapes):

@@ -69,15 +69,8 @@ class Digits:
 def load_digits_split(seed=0, test_fraction=0.25):
     """Load scikit-learn's bundled digits (1,797 images, no download) and split them.
 
-    The split is a seeded random permutation: the first ``round(test_fraction * 1797)``
-    images form the test set, the rest the training set.
-
-    Parameters
-    ----------
-    seed : int
-        Seed of the permutation (``numpy.random.default_rng``).
-    test_fraction : float
-        Fraction of the images held out, in (0, 1).
+    The first ``round(test_fraction * 1797)`` images of the permutation of
+    ``numpy.random.default_rng(seed)`` form the test set, the rest the training set.
 
     Returns
     -------
@@ -708,18 +701,14 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
 
     Parameters
     ----------
-    sizes : tuple of int
+    sizes, loss, var_offset
         As :class:`~bnlib.nn.MLP`.
-    loss : {"cross_entropy", "quadratic"}
-    data : Digits
+    data, epochs, batch_size, seeds
+        As :func:`~bnlib.nn.train`.
     lr : array_like, shape (n,)
         The grid of ε.
     lr_a : array_like, shape (A,)
         The values of ε_a for ``"bn_split"``.
-    epochs, batch_size, seeds
-        As :func:`~bnlib.nn.train`.
-    var_offset : float, default 1e-5
-        BN's variance offset (as :class:`~bnlib.nn.MLP`).
     uniform : bool
         If true, every variant has model shape (S, A, n): ``"gd"`` and ``"bn"`` with A = 1
         (their ``lr_a`` of shape (1, n)), so one code path reads all three.
