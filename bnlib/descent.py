@@ -329,9 +329,8 @@ class Runs:
 
     ``per_run`` names arrays with the runs on the last axis, ``per_vec`` arrays with them on
     the second last (states (…, N, d)); ``None`` entries stay None. With weight decay or
-    momentum (``heavy``) the step is heavy ball on the loss + υ‖w‖²/2, the decay on w only:
-    Δw_k = ς Δw_{k−1} − ε (∇_w + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a
-    scale a with ε_a and without decay.
+    momentum (``heavy``) the step is heavy ball as in :func:`~bnlib.descent.gd`, the same
+    for a scale a with ε_a and without decay.
     """
 
     per_run = ("eps", "eps_a", "A", "wd", "mom", "SA", "dev", "q")
@@ -559,14 +558,12 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
     blowup : float
         A run is diverged once its state is not finite or its loss exceeds
         ``blowup * max(J0(w0), c/2)``.
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0: the steps are taken on J0 + υ‖w‖²/2 (broadcast with
-        the batch shape). ``loss`` and ``excess`` stay those of J0.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1): Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k),
-        w_{k+1} = w_k + Δw_k with Δw_{−1} = 0 (SGD with momentum as deep-learning frameworks
-        write it, for a constant ε). With υ = ς = 0 (the default) the runs are the plain ones
-        bit for bit.
+    weight_decay, momentum : float or array_like
+        Coupled weight decay υ ≥ 0 (the steps are taken on J0 + υ‖w‖²/2; ``loss`` and
+        ``excess`` stay those of J0) and heavy-ball momentum ς ∈ [0, 1), broadcast with the
+        batch shape: Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k), w_{k+1} = w_k + Δw_k,
+        Δw_{−1} = 0, as frameworks write SGD with momentum. With υ = ς = 0 (the default) the
+        runs are the plain ones bit for bit.
 
     Returns
     -------

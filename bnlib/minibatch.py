@@ -315,18 +315,10 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     ----------
     data : tuple (X, y)
         The training set, X of shape (n, d), y of shape (n,).
-    lr : float or array_like
-        Weight step(s) ε > 0.
-    steps : int
-        Number of steps K ≥ 0.
-    a0 : float or array_like
-        Start of the scale a.
-    w0 : array_like, shape (d,) or (S..., d)
-        Start of the weights, nonzero.
+    lr, steps, a0, w0, lr_a
+        As in :func:`~bnlib.descent.bngd` (``w0`` of shape (d,) or (S..., d), nonzero).
     batch : int
         Batch size B, 2 ≤ B ≤ n. B = n is full-batch BNGD on the training set.
-    lr_a : float or array_like
-        Step(s) ε_a > 0 of a.
     seed : int
         Seed of the batch draws (one generator for all runs; each run draws its own batches).
     repeats : int, optional

@@ -5,9 +5,8 @@ Cai, Li & Shen (2019): a dense network whose every dense layer is followed by BN
 activation: ReLU in hidden layers, softmax at the output), trained by plain mini-batch SGD
 with a constant step ε for the weights and biases and a separate step ε_a for BN's γ and β.
 
-Many networks train at once. Every parameter array carries a leading *model* shape P (for
-example ``(seeds, step sizes)``); all models see the same mini-batches of their seed and
-advance in lockstep, so a grid of 30 step sizes costs one batched run, not 30.
+Many networks train at once: every parameter array carries a leading *model* shape P (e.g.
+``(seeds, step sizes)``), and the models of a seed see the same mini-batches in lockstep.
 
 Conventions
 -----------
@@ -103,6 +102,14 @@ _LOSSES = ("cross_entropy", "quadratic")
 
 def _onehot(y, n):
     return (y[..., None] == np.arange(n)).astype(np.float64)
+
+
+def _softmax(z):
+    """Return z − max z, the sum of the exponentials and the softmax, along the last axis."""
+    zs = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(zs)
+    s = e.sum(axis=-1, keepdims=True)
+    return zs, s, e / s
 
 
 @dataclass(frozen=True)
@@ -257,11 +264,7 @@ class MLP:
     def _loss(self, z, y):
         """Per-model loss (mean over the batch) and dL/dz."""
         B, C = z.shape[-2], z.shape[-1]
-        t = _onehot(y, C)
-        zs = z - z.max(axis=-1, keepdims=True)
-        e = np.exp(zs)
-        s = e.sum(axis=-1, keepdims=True)
-        p = e / s
+        t, (zs, s, p) = _onehot(y, C), _softmax(z)
         if self.loss == "cross_entropy":
             logp = zs - np.log(s)
             loss = -np.sum(t * logp, axis=(-2, -1)) / B
@@ -481,13 +484,10 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     lr_a : float or array_like, optional
         Steps ε_a > 0 for γ and β (BN networks only), broadcast with ``lr``; ``None`` means
         ε_a = ε (one step for all parameters).
-    epochs : int
-        Passes over the training set, ≥ 1.
-    batch_size : int
-        Mini-batch size, in [2, n_train].
+    epochs, batch_size : int
+        Passes over the training set (≥ 1) and mini-batch size (in [2, n_train]).
     seeds : int or sequence of int
-        One seed per repetition; an int means one repetition. The model shape is
-        ``(len(seeds), L...)``.
+        One seed per repetition (an int: one); the model shape is ``(len(seeds), L...)``.
     weight_scale : float
         r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
     keep_params : bool
@@ -769,8 +769,7 @@ def effective_steps(net, params, X, lr):
     Raises
     ------
     TypeError, ValueError
-        If ``net`` is not an MLP with BN, the parameters or data do not fit it, or ``lr`` is
-        not positive.
+        As :func:`~bnlib.nn.top_bn_hessian`, and if ``lr`` is not positive.
     """
     params, P, X = _bn_batch(net, params, X, "effective_steps")
     lr = v.positive_array(lr, "lr")
@@ -778,15 +777,19 @@ def effective_steps(net, params, X, lr):
         lr_b = np.broadcast_to(lr, P)[..., None]
     except ValueError:
         raise ValueError(f"lr of shape {lr.shape} does not broadcast with the model shape {P}") from None
-    out, a = [], X
+    return [lr_b * params[f"gamma{layer}"][..., 0, :] ** 2 / (z.var(axis=-2) + net.var_offset)
+            for layer, (z, _, _) in enumerate(_bn_layers(net, params, X))]
+
+
+def _bn_layers(net, params, X):
+    """Yield z, the BN output and its cache of every layer, in training mode on the batch X."""
+    a = X
     for layer in range(net.depth):
         z = a @ params[f"W{layer}"]
-        gamma = params[f"gamma{layer}"]
-        var = z.var(axis=-2)
-        out.append(lr_b * gamma[..., 0, :] ** 2 / (var + net.var_offset))
-        y, _ = batchnorm_forward(z, gamma, params[f"beta{layer}"], net.var_offset, axis=z.ndim - 2)
-        a = np.maximum(y, 0.0)
-    return out
+        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                       net.var_offset, axis=z.ndim - 2)
+        yield z, out, cache
+        a = np.maximum(out, 0.0)
 
 
 def top_bn_hessian(net, params, X, y):
@@ -878,12 +881,5 @@ def _top_layer(net, params, X, y):
     """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
     params, _, X = _bn_batch(net, params, X, "top_bn_hessian")
     X, y = net._check_data(X, y, ())
-    a = X
-    for layer in range(net.depth):
-        z = a @ params[f"W{layer}"]
-        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
-                                       net.var_offset, axis=z.ndim - 2)
-        a = np.maximum(out, 0.0)
-    e = np.exp(out - out.max(axis=-1, keepdims=True))
-    p = e / e.sum(axis=-1, keepdims=True)
-    return cache.xhat, p, _onehot(y, net.n_classes)
+    *_, (_, out, cache) = _bn_layers(net, params, X)
+    return cache.xhat, _softmax(out)[2], _onehot(y, net.n_classes)
