@@ -193,13 +193,12 @@ def drive(stepper, opt, c):
     Notes
     -----
     One meaning of divergence for every method: a run is *diverged* from the first step at
-    which its loss (for mini-batch and network SGD, the loss the method measures) is not finite
-    or exceeds ``blowup · max(loss_0, c/2)``, or its state is not finite. From then on its
-    records are masked (``inf`` losses and excesses, ``nan`` else; ``nan`` per-step records)
-    and no floating-point warning escapes. Once at least 1/8 of the columns hold no live run
-    they are dropped, so a sweep that is mostly diverged gets cheaper, and put back in the
-    records. The loop stops after ``steps`` steps, once no run is alive (the records are
-    padded to K+1 rows), or once every live run has ``excess <= tol`` (L = k+1).
+    which its (measured) loss is not finite or exceeds ``blowup · max(loss_0, c/2)``, or its
+    state is not finite. From then on its records are masked (``inf`` losses and excesses,
+    ``nan`` else) and no floating-point warning escapes. Columns without a live run are
+    dropped once they are 1/8 of all (put back in the records). The loop stops after
+    ``steps`` steps, once no run is alive (records padded to K+1 rows), or once every live
+    run has ``excess <= tol`` (L = k+1).
     """
     rows = [([], f) for f in (np.inf, np.inf) + stepper.fills]
     srows = [([], np.nan) for _ in stepper.step_names]

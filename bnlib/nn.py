@@ -48,8 +48,7 @@ class Digits:
     Attributes
     ----------
     X_train, X_test : numpy.ndarray
-        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixel values
-        divided by 16 so they lie in [0, 1].
+        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixels / 16.
     y_train, y_test : numpy.ndarray of int
         Shapes (n_train,) and (n_test,): digit labels 0–9.
     seed : int
@@ -128,9 +127,8 @@ class MLP:
         BN's variance offset ν ≥ 0; 0 makes BN exactly scale invariant.
     momentum : float
         Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
-        [0, 1). The batch variance enters unbiased, B/(B − 1) times the biased one. In
-        :func:`~bnlib.nn.train` the first mini-batch's statistics start the averages (so they carry no
-        trace of the initial values and scale with the weights).
+        [0, 1), with the unbiased batch variance. In :func:`~bnlib.nn.train` the first
+        mini-batch's statistics start the averages (no trace of the initial values).
 
     Raises
     ------
@@ -203,7 +201,7 @@ class MLP:
         shape : tuple of int
             The model shape P.
         weight_scale : float
-            Multiplies every weight matrix (r in the scaling law); > 0.
+            r > 0, multiplies every weight matrix.
 
         Returns
         -------
@@ -331,8 +329,7 @@ class MLP:
         Raises
         ------
         TypeError, ValueError
-            On missing or misshapen parameters, non-finite X, labels out of range or a
-            BN batch of fewer than 2 examples.
+            On parameters or data that do not fit the network (BN needs a batch of 2).
         """
         params, P = self._check_params(params)
         X, y = self._check_data(X, y, P)
@@ -438,10 +435,9 @@ class HeavySGDRun(SGDRun):
     weight_decay, momentum : numpy.ndarray
         υ and ς of each model, shape L.
     w_angle2 : numpy.ndarray
-        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
-        output units j of the squared angle between column j before and after the step
-        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
-        network); ``nan`` after divergence.
+        Shape (K, S, L..., depth): per step and weight matrix W_l, the mean over its columns
+        (each feeds one BN unit, so is scale invariant) of the squared angle between the
+        column before and after the step; ``nan`` after divergence.
     """
 
     weight_decay: np.ndarray
@@ -531,11 +527,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     epochs = v.count(epochs, "epochs", minimum=1)
     opt = descent_options(0, **options)
-    try:
-        L = np.broadcast_shapes(lr.shape, lr_a.shape, *option_shapes(opt).values())
-    except ValueError:
-        raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
-                         f"{lr_a.shape} (and weight_decay, momentum)") from None
+    L = v.broadcast(lr=lr.shape, lr_a=lr_a.shape, **option_shapes(opt))
     batch_size = v.count(batch_size, "batch_size", minimum=2)
     if batch_size > len(ytr):
         raise ValueError(f"batch_size must be <= n_train = {len(ytr)}, got {batch_size}")
@@ -729,9 +721,8 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     if lr.ndim != 1 or lr_a.ndim != 1:
         raise ValueError(f"lr and lr_a must be 1-D grids, got shapes {lr.shape} and {lr_a.shape}")
     kw = {"epochs": epochs, "batch_size": batch_size, "seeds": seeds}
-    offset = v.var_offset(var_offset)
-    plain = MLP(sizes, bn=False, loss=loss, var_offset=offset)
-    bn = MLP(sizes, bn=True, loss=loss, var_offset=offset)
+    plain = MLP(sizes, bn=False, loss=loss, var_offset=var_offset)
+    bn = MLP(sizes, bn=True, loss=loss, var_offset=var_offset)
     grid = lr[None, :] if uniform else lr
     return {"gd": train(plain, data, grid, **kw),
             "bn": train(bn, data, grid, **kw),
@@ -850,16 +841,9 @@ def top_bn_hessian(net, params, X, y):
 
 
 def top_bn_sharpness(net, params, X, y):
-    """Return the largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian`.
+    """Return the largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian` (same arguments), shape P.
 
     GD on (γ, β) alone with step ε_a is stable near a minimum when ε_a λ < 2.
-
-    Parameters, raises
-        As :func:`top_bn_hessian`.
-
-    Returns
-    -------
-    numpy.ndarray, shape P
     """
     return np.linalg.eigvalsh(top_bn_hessian(net, params, X, y))[..., -1]
 
