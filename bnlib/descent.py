@@ -39,8 +39,7 @@ class GDRun:
     excess : numpy.ndarray, shape (K+1, B...)
         J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
         below the rounding error of ``loss`` itself.
-    diverged : bool or numpy.ndarray of bool, shape B
-    lr : float or numpy.ndarray, shape B
+    diverged, lr : bool and float, or numpy.ndarray, shape B
     w_final : numpy.ndarray, shape (B..., d)
         The last iterate (``nan`` for diverged runs).
     steps : int
@@ -76,12 +75,9 @@ class BNGDRun(GDRun):
     ----------
     a : numpy.ndarray or None, shape (K+1, B...)
         The BN scale a_k; ``None`` with ``record="loss"``.
-    lr_eff : numpy.ndarray, shape (K+1, B...)
-        The effective step ε a_k² / ‖w_k‖²_H.
-    w_norm : numpy.ndarray, shape (K+1, B...)
-        The Euclidean norm ‖w_k‖.
-    lr_a : float or numpy.ndarray, shape B
-    a_final : numpy.ndarray, shape B
+    lr_eff, w_norm : numpy.ndarray, shape (K+1, B...)
+        The effective step ε a_k² / ‖w_k‖²_H and the Euclidean norm ‖w_k‖.
+    lr_a, a_final : float or numpy.ndarray, shape B
     """
 
     a: np.ndarray | None
@@ -377,8 +373,7 @@ class _GD(Runs):
         self.heavy_ball(opt, flat, scale=False)
 
     def _work(self):
-        # H w and w − u* into preallocated buffers; g broadcast to W's shape once (a
-        # same-shape subtraction is faster than a broadcast one)
+        # buffers for H w and w − u*; g broadcast to W's shape once (a faster subtraction)
         self.HW, self.R = np.empty_like(self.W), np.empty_like(self.W)
         self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, self.W.shape))
 
@@ -519,15 +514,12 @@ def _normalized(method, data, lr, steps, a0, w0, lr_a, **kw):
     w0 = v.vector_batch(w0, "w0", data.d)
     B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
                      **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
-    if method == "wn":
-        if np.any(np.vecdot(w0, w0) <= 0):
-            raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
-    else:
-        if data.S is not None:     # only the problem axis needs broadcasting to check every start
-            w0 = np.broadcast_to(w0, np.broadcast_shapes(
-                w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,)))
-        if np.any(data.h_norm2(w0) <= 0):
-            raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
+    if method == "wn" and np.any(np.vecdot(w0, w0) <= 0):
+        raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
+    if method == "bn" and data.S is not None:   # only the problem axis needs broadcasting
+        w0 = np.broadcast_to(w0, np.broadcast_shapes(w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,)))
+    if method == "bn" and np.any(data.h_norm2(w0) <= 0):
+        raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     return _launch(data, B, opt, lr, w0, (method, lr_a, a0, BNGDRun if method == "bn" else WNGDRun))
 
 

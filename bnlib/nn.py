@@ -164,15 +164,10 @@ class MLP:
 
     def _make_layout(self):
         """Every parameter array as (name, layer, is_weight, trainable), layer by layer."""
-        kinds = ("gamma", "beta") if self.bn else ("b",)
-        out = []
-        for layer in range(self.depth):
-            out += [(f"W{layer}", layer, True, True)]
-            out += [(f"{k}{layer}", layer, False, True) for k in kinds]
-        if self.bn:
-            out += [(f"{k}{layer}", layer, False, False)
-                    for layer in range(self.depth) for k in ("mean", "var")]
-        return tuple(out)
+        kinds = ("W", "gamma", "beta") if self.bn else ("W", "b")
+        return tuple([(f"{k}{layer}", layer, k == "W", True) for layer in range(self.depth) for k in kinds]
+                     + [(f"{k}{layer}", layer, False, False) for layer in range(self.depth)
+                        for k in ("mean", "var") if self.bn])
 
     # -------------------------------------------------------------------- parameters
     @property
@@ -647,9 +642,8 @@ def _sgd(net, data, bases, order, opt, runs, keep_params):
         stepper = _Chunk(net, bases[si], order[si], Xtr, ytr,
                          {k: x[idx] for k, x in runs.items()}, opt)
         res = drive(stepper, opt, 0.0)
-        for k in ("batch_loss", "w_angle2"):
-            if k == "batch_loss" or stepper.heavy:
-                src = res["loss"][:-1] if k == "batch_loss" else res[k]
+        for k, src in (("batch_loss", res["loss"][:-1]), ("w_angle2", res.get("w_angle2"))):
+            if src is not None:
                 out.setdefault(k, np.full((src.shape[0], S, nL) + src.shape[2:], np.nan))[:, si, idx] = src
         alive = res["alive"][stepper.pos]
         live, where = {k: p[alive] for k, p in stepper.params.items()}, idx[stepper.pos[alive]]
@@ -748,7 +742,7 @@ def effective_steps(net, params, X, lr):
     params : dict of numpy.ndarray
         Model shape P (as from :meth:`bnlib.nn.MLP.init` or ``SGDRun.params``).
     X : array_like, shape (B, d_in)
-        The batch whose statistics define σ_j² (e.g. the whole training set).
+        The batch (B ≥ 2) whose statistics define σ_j² (e.g. the whole training set).
     lr : float or array_like
         ε, broadcasting with P.
 
@@ -796,12 +790,8 @@ def top_bn_hessian(net, params, X, y):
 
     Parameters
     ----------
-    net : bnlib.nn.MLP
-        A network with BN.
-    params : dict of numpy.ndarray
-        Model shape P.
-    X : array_like, shape (B, d_in)
-        The batch (e.g. the whole training set); B ≥ 2.
+    net, params, X
+        As :func:`~bnlib.nn.effective_steps`.
     y : array_like of int, shape (B,)
 
     Returns
