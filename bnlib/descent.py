@@ -32,14 +32,13 @@ class GDRun:
     Attributes
     ----------
     w : numpy.ndarray or None
-        Iterates, shape (K+1, B..., d), where K is the number of steps taken; ``None`` when
-        called with ``record="loss"``.
+        Iterates, shape (K+1, B..., d), K the steps taken; ``None`` with ``record="loss"``.
     loss : numpy.ndarray, shape (K+1, B...)
         J0(w_k); ``inf`` from the step at which a run diverged.
     excess : numpy.ndarray, shape (K+1, B...)
         J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
         below the rounding error of ``loss`` itself.
-    diverged, lr : bool and float, or numpy.ndarray, shape B
+    diverged, lr : bool or float or numpy.ndarray, shape B
     w_final : numpy.ndarray, shape (B..., d)
         The last iterate (``nan`` for diverged runs).
     steps : int
@@ -169,13 +168,11 @@ def drive(stepper, opt, c):
     Parameters
     ----------
     stepper : object
-        The state of N runs of one method; its runs lie on the last axis of ``stepper.shape``
-        ((N,), or (S, N) for S stacked problems). It supplies ``names``/``fills`` and
-        ``step_names`` (the records beyond the loss and excess, and the value a diverged run
-        shows), ``measure()`` → ``(loss, excess, ok, rows)`` at the current state (``ok``: a
-        bool array, False where the state is not finite, or None), ``step()`` → the rows of
-        ``step_names`` after moving every run one step, ``keep(live)`` (drop the columns not
-        in ``live``; only if ``prunable``) and ``finals()`` (a dict of final states).
+        N runs of one method, on the last axis of ``stepper.shape`` ((N,) or (S, N)). It
+        supplies ``names``/``fills`` and ``step_names`` (the records beyond loss and excess,
+        and what a diverged run shows), ``measure()`` → ``(loss, excess, ok, rows)`` (``ok``
+        False where the state is not finite, or None), ``step()`` → the rows of ``step_names``,
+        ``keep(live)`` (drop columns; only if ``prunable``) and ``finals()`` (a dict).
     opt : Options
     c : float or numpy.ndarray
         The loss at u = 0 (twice the divergence floor), per problem.
@@ -482,11 +479,8 @@ def _launch(data, B, opt, lr, w0, scale=None):
         return np.array(np.broadcast_to(x, B), dtype=float).reshape(flat_shape)
 
     W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat_shape + (d,))
-    if scale is None:
-        stepper = _GD(data, W, flat(lr), opt, flat)
-    else:
-        method, lr_a, a0, _ = scale
-        stepper = _Normalized(data, W, flat(a0), flat(lr), flat(lr_a), opt, flat, method == "wn")
+    stepper = (_GD(data, W, flat(lr), opt, flat) if scale is None else  # scale: method, lr_a, a0
+               _Normalized(data, W, flat(scale[2]), flat(lr), flat(scale[1]), opt, flat, scale[0] == "wn"))
     res = drive(stepper, opt, data.c)
 
     def shaped(x, tail=()):
@@ -501,7 +495,7 @@ def _launch(data, B, opt, lr, w0, scale=None):
         return GDRun(**out)
     return scale[3](**out, a=shaped(res["a"]) if "a" in res else None,
                     lr_eff=shaped(res["lr_eff"]), w_norm=shaped(res["w_norm"]),
-                    lr_a=v.scalar_or_array(np.broadcast_to(lr_a, B).copy(), to=None),
+                    lr_a=v.scalar_or_array(np.broadcast_to(scale[1], B).copy(), to=None),
                     a_final=v.scalar_or_array(res["a_final"].reshape(B), to=None))
 
 

@@ -93,8 +93,7 @@ class BNMiniBatchRun(MiniBatchRun):
 def _data(data):
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError("data must be a tuple (X, y) of a training set")
-    X = v.finite_array(data[0], "X")
-    y = v.finite_array(data[1], "y")
+    X, y = v.finite_array(data[0], "X"), v.finite_array(data[1], "y")
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"X must have shape (n, d) with n >= 2, got shape {X.shape}")
     if y.shape != (X.shape[0],):

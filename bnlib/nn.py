@@ -82,9 +82,7 @@ def load_digits_split(seed=0, test_fraction=0.25):
     from sklearn.datasets import load_digits
 
     seed = v.count(seed, "seed")
-    test_fraction = v.positive_scalar(test_fraction, "test_fraction")
-    if not test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    test_fraction = v.positive_scalar(test_fraction, "test_fraction")    # < 1: checked below
     data = load_digits()
     X = data.data.astype(np.float64) / 16.0
     y = data.target.astype(np.int64)
@@ -460,10 +458,9 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
 
     For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
-    same sequence of mini-batches; they differ only in their steps: W, b ← · − ε ∇, and
-    γ, β ← · − ε_a ∇. The mini-batches of seed s: per epoch, the permutation
-    ``rng.permutation(n_train)`` of ``rng = numpy.random.default_rng((s, 2))`` (one generator
-    for all epochs) cut into consecutive groups of ``batch_size``, the remainder left out.
+    same mini-batches; they differ only in their steps: W, b ← · − ε ∇, and γ, β ← · − ε_a ∇.
+    The batches of seed s: per epoch, ``rng.permutation(n_train)`` of one
+    ``rng = numpy.random.default_rng((s, 2))`` cut into groups of ``batch_size``, the rest left out.
 
     Parameters
     ----------
