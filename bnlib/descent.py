@@ -1,21 +1,15 @@
 """Gradient descent on J0 (GD), with batch normalization on J (BNGD) or weight normalization (WNGD).
 
-Every method runs many step sizes at once: ``lr`` may be an array, and the runs advance
-together (one batched ``W @ H`` per step, an elementwise product when H is diagonal, no
-Python loop over runs). The *batch shape* B of a call is the broadcast of the shapes of
-``lr`` (and ``lr_a``, ``a0``, ``w0.shape[:-1]``): a scalar ``lr`` with ``w0`` of shape (d,)
-gives B = (), M step sizes give B = (M,). The ``_stack`` variants run S problems of equal
-dimension at once, with batch shape (S, B...): axis 0 is the problem axis, every array
-argument is broadcast against (S, B...) with trailing axes aligned, so an array shared by
-all problems needs a leading length-1 axis (M step sizes for every problem are
-``lr[None, :]``; one start per problem is ``w0`` of shape (S, 1, d); a 1-D ``lr`` of length
-S pairs step size s with problem s).
+Every method runs many step sizes at once, with no Python loop over runs: the *batch shape*
+B of a call is the broadcast of the shapes of ``lr`` (and ``lr_a``, ``a0``,
+``w0.shape[:-1]``). The ``_stack`` variants run S problems of dimension d at once, batch
+shape (S, B...) with the problem axis first, trailing axes aligned: M step sizes for every
+problem are ``lr[None, :]``, one start per problem is ``w0`` of shape (S, 1, d).
 
-One driver (``drive``) runs every loop of bnlib, these and those of
-:mod:`~bnlib.minibatch` and :mod:`~bnlib.nn`: each method supplies its step, the driver
-records, flags and masks diverged runs (``inf`` losses, ``nan`` states, no floating-point
-warning), drops columns of dead runs, and stops at ``tol``; ``record="loss"`` keeps only
-per-step scalars. WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
+One driver (``drive``) runs every loop of bnlib, also those of :mod:`~bnlib.minibatch` and
+:mod:`~bnlib.nn`: each method supplies its step; the driver records, masks diverged runs
+(``inf`` losses, ``nan`` states, no floating-point warning) and stops at ``tol``.
+WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
 """
 
 from __future__ import annotations
@@ -38,15 +32,13 @@ class GDRun:
     Attributes
     ----------
     w : numpy.ndarray or None
-        Iterates, shape (K+1, B..., d), where K is the number of steps taken; ``None`` when
-        called with ``record="loss"``.
+        Iterates, shape (K+1, B..., d), K the steps taken; ``None`` with ``record="loss"``.
     loss : numpy.ndarray, shape (K+1, B...)
         J0(w_k); ``inf`` from the step at which a run diverged.
     excess : numpy.ndarray, shape (K+1, B...)
         J0(w_k) − J*, computed as ½ (w_k − u*)ᵀ(H w_k − g) so that it stays accurate far
         below the rounding error of ``loss`` itself.
-    diverged : bool or numpy.ndarray of bool, shape B
-    lr : float or numpy.ndarray, shape B
+    diverged, lr : bool or float or numpy.ndarray, shape B
     w_final : numpy.ndarray, shape (B..., d)
         The last iterate (``nan`` for diverged runs).
     steps : int
@@ -64,20 +56,9 @@ class GDRun:
     def steps_to(self, tol) -> np.ndarray:
         """First iteration k with ``excess[k] <= tol`` for each run; ``inf`` if never.
 
-        Parameters
-        ----------
-        tol : float or array_like
-            Tolerance(s) > 0; an array is broadcast against the batch shape B (e.g. a
-            relative tolerance ``1e-6 * ref[:, None]`` with one scale per problem of a stack).
-
-        Returns
-        -------
-        numpy.ndarray of float, shape B (a float when B = () and ``tol`` is a scalar)
-
-        Raises
-        ------
-        ValueError
-            If ``tol`` is not > 0 and finite or does not broadcast against B.
+        ``tol`` > 0 may be an array broadcast against the batch shape B (e.g. one scale per
+        problem of a stack); the result has shape B (a float when both are scalars).
+        ValueError if ``tol`` is not > 0 and finite or does not broadcast.
         """
         return steps_to(self.excess, tol)
 
@@ -93,12 +74,9 @@ class BNGDRun(GDRun):
     ----------
     a : numpy.ndarray or None, shape (K+1, B...)
         The BN scale a_k; ``None`` with ``record="loss"``.
-    lr_eff : numpy.ndarray, shape (K+1, B...)
-        The effective step ε a_k² / ‖w_k‖²_H.
-    w_norm : numpy.ndarray, shape (K+1, B...)
-        The Euclidean norm ‖w_k‖.
-    lr_a : float or numpy.ndarray, shape B
-    a_final : numpy.ndarray, shape B
+    lr_eff, w_norm : numpy.ndarray, shape (K+1, B...)
+        The effective step ε a_k² / ‖w_k‖²_H and the Euclidean norm ‖w_k‖.
+    lr_a, a_final : float or numpy.ndarray, shape B
     """
 
     a: np.ndarray | None
@@ -140,32 +118,17 @@ def _scatter(x, cols, N, fill, vec):
     """Put the active columns ``x`` (…, n) or, with ``vec``, (…, n, d) back into N columns."""
     if cols is None:
         return x
-    if vec:
-        out = np.full(x.shape[:-2] + (N, x.shape[-1]), fill)
-        out[..., cols, :] = x
-    else:
-        out = np.full(x.shape[:-1] + (N,), fill)
-        out[..., cols] = x
+    out = np.full(x.shape[:-2] + (N, x.shape[-1]) if vec else x.shape[:-1] + (N,), fill)
+    out[(..., cols, slice(None)) if vec else (..., cols)] = x
     return out
 
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """The options of a run, shared by every loop of :func:`drive`.
+    """The validated run options of :func:`~bnlib.descent.gd`, shared by every loop of ``drive``.
 
-    Attributes
-    ----------
-    steps : int
-        Number of steps K ≥ 0.
-    tol : float or None
-        Stop once every live run has ``excess <= tol``.
-    record : {"all", "loss"}
-        ``"all"`` also records the states; ``"loss"`` only per-step scalars.
-    blowup : float
-        The divergence factor > 1 (see :func:`drive`).
-    weight_decay, momentum : numpy.ndarray or None
-        Coupled weight decay υ ≥ 0 and heavy-ball momentum ς ∈ [0, 1) (arrays broadcast with
-        the batch shape); ``None`` where zero everywhere, the plain step bit for bit.
+    ``weight_decay`` and ``momentum`` are arrays that broadcast with the batch shape, or
+    ``None`` where zero everywhere (the plain step bit for bit).
     """
 
     steps: int
@@ -192,10 +155,6 @@ def _stacked(rows, length, shape, fill):
 def _append(rows, values, alive, whole, where):
     """Record one row per name: diverged runs masked with the name's fill, dropped columns put back."""
     cols, N = where
-    if whole and cols is None:                     # the common case: nothing to mask
-        for (row, _), x in zip(rows, values, strict=True):
-            row.append(x)
-        return
     for (row, fill), x in zip(rows, values, strict=True):
         vec = x.ndim > alive.ndim
         if not whole:
@@ -209,13 +168,11 @@ def drive(stepper, opt, c):
     Parameters
     ----------
     stepper : object
-        The state of N runs of one method; its runs lie on the last axis of ``stepper.shape``
-        ((N,), or (S, N) for S stacked problems). It supplies ``names``/``fills`` and
-        ``step_names`` (the records beyond the loss and excess, and the value a diverged run
-        shows), ``measure()`` → ``(loss, excess, ok, rows)`` at the current state (``ok``: a
-        bool array, False where the state is not finite, or None), ``step()`` → the rows of
-        ``step_names`` after moving every run one step, ``keep(live)`` (drop the columns not
-        in ``live``; only if ``prunable``) and ``finals()`` (a dict of final states).
+        N runs of one method, on the last axis of ``stepper.shape`` ((N,) or (S, N)). It
+        supplies ``names``/``fills`` and ``step_names`` (the records beyond loss and excess,
+        and what a diverged run shows), ``measure()`` → ``(loss, excess, ok, rows)`` (``ok``
+        False where the state is not finite, or None), ``step()`` → the rows of ``step_names``,
+        ``keep(live)`` (drop columns; only if ``prunable``) and ``finals()`` (a dict).
     opt : Options
     c : float or numpy.ndarray
         The loss at u = 0 (twice the divergence floor), per problem.
@@ -229,13 +186,12 @@ def drive(stepper, opt, c):
     Notes
     -----
     One meaning of divergence for every method: a run is *diverged* from the first step at
-    which its loss (for mini-batch and network SGD, the loss the method measures) is not finite
-    or exceeds ``blowup · max(loss_0, c/2)``, or its state is not finite. From then on its
-    records are masked (``inf`` losses and excesses, ``nan`` else; ``nan`` per-step records)
-    and no floating-point warning escapes. Once at least 1/8 of the columns hold no live run
-    they are dropped, so a sweep that is mostly diverged gets cheaper, and put back in the
-    records. The loop stops after ``steps`` steps, once no run is alive (the records are
-    padded to K+1 rows), or once every live run has ``excess <= tol`` (L = k+1).
+    which its (measured) loss is not finite or exceeds ``blowup · max(loss_0, c/2)``, or its
+    state is not finite. From then on its records are masked (``inf`` losses and excesses,
+    ``nan`` else) and no floating-point warning escapes. Columns without a live run are
+    dropped once they are 1/8 of all (put back in the records). The loop stops after
+    ``steps`` steps, once no run is alive (records padded to K+1 rows), or once every live
+    run has ``excess <= tol`` (L = k+1).
     """
     rows = [([], f) for f in (np.inf, np.inf) + stepper.fills]
     srows = [([], np.nan) for _ in stepper.step_names]
@@ -309,12 +265,15 @@ class _Data:
         self.jstar = np.array([q.min_loss for q in problems])[:, None]
         self.c = np.array([q.c for q in problems])[:, None]
 
+    def hw(self, W, out):
+        """Write H w for the states W into ``out`` and return it."""
+        if self.hdiag is None:
+            return np.matmul(W, self.H, out=out)
+        return np.multiply(W, self.hdiag, out=out)
+
     def h_norm2(self, w):
         """Return wᵀ H w for w of shape (B..., d) (one problem) or (S, B..., d) (stacked)."""
-        if self.S is None:
-            Hw = w * self.hdiag if self.hdiag is not None else w @ self.H
-            return np.vecdot(Hw, w)
-        ws = w.reshape(self.S, -1, self.d)
+        ws = w if self.S is None else w.reshape(self.S, -1, self.d)
         Hw = ws * self.hdiag if self.hdiag is not None else np.matmul(ws, self.H)
         return np.vecdot(Hw, ws).reshape(w.shape[:-1])
 
@@ -362,9 +321,8 @@ class Runs:
 
     ``per_run`` names arrays with the runs on the last axis, ``per_vec`` arrays with them on
     the second last (states (…, N, d)); ``None`` entries stay None. With weight decay or
-    momentum (``heavy``) the step is heavy ball on the loss + υ‖w‖²/2, the decay on w only:
-    Δw_k = ς Δw_{k−1} − ε (∇_w + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0), the same for a
-    scale a with ε_a and without decay.
+    momentum (``heavy``) the step is heavy ball as in :func:`~bnlib.descent.gd`, the same
+    for a scale a with ε_a and without decay.
     """
 
     per_run = ("eps", "eps_a", "A", "wd", "mom", "SA", "dev", "q")
@@ -412,8 +370,7 @@ class _GD(Runs):
         self.heavy_ball(opt, flat, scale=False)
 
     def _work(self):
-        # H w and w − u* into preallocated buffers; g broadcast to W's shape once (a
-        # same-shape subtraction is faster than a broadcast one)
+        # buffers for H w and w − u*; g broadcast to W's shape once (a faster subtraction)
         self.HW, self.R = np.empty_like(self.W), np.empty_like(self.W)
         self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, self.W.shape))
 
@@ -424,12 +381,8 @@ class _GD(Runs):
 
     def measure(self):
         """Return J0, J0 − J* = ½ (w − u*)ᵀ(H w − g), no state check, and the iterate."""
-        d, W, HW = self.data, self.W, self.HW
-        if d.hdiag is None:
-            np.matmul(W, d.H, out=HW)
-        else:
-            np.multiply(W, d.hdiag, out=HW)
-        np.subtract(HW, self.gfull, out=self.G)
+        d, W = self.data, self.W
+        np.subtract(d.hw(W, self.HW), self.gfull, out=self.G)
         np.subtract(W, d.u, out=self.R)
         exc = 0.5 * np.vecdot(self.R, self.G)
         return d.jstar + exc, exc, None, (W.copy(),) if self.names else ()
@@ -470,8 +423,7 @@ class _Normalized(Runs):
         self.Z[0] = W
         self.W, self.HW = self.Z[0], self.Z[1]
         self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, W.shape))
-        self.G = self.HW if not self.euclid else np.empty_like(W)
-        self.R = self.HW if not self.euclid else np.empty_like(W)
+        self.G, self.R = (self.HW, self.HW) if not self.euclid else (np.empty_like(W), np.empty_like(W))
         if R is not None:
             self.R[...] = R
 
@@ -483,11 +435,7 @@ class _Normalized(Runs):
 
     def measure(self):
         """Return J, J − J*, whether ‖w‖_H is finite, and lr_eff, ‖w‖ (and w, a)."""
-        d, W, HW = self.data, self.W, self.HW
-        if d.hdiag is None:
-            np.matmul(W, d.H, out=HW)
-        else:
-            np.multiply(W, d.hdiag, out=HW)
+        d, W, HW = self.data, self.W, self.data.hw(self.W, self.HW)
         w2, n2 = np.vecdot(self.Z, W)              # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
         wg = W @ d.gcol
         self.dev, rm, t, G, self.R = normalized_grad(
@@ -531,11 +479,8 @@ def _launch(data, B, opt, lr, w0, scale=None):
         return np.array(np.broadcast_to(x, B), dtype=float).reshape(flat_shape)
 
     W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat_shape + (d,))
-    if scale is None:
-        stepper = _GD(data, W, flat(lr), opt, flat)
-    else:
-        method, lr_a, a0, _ = scale
-        stepper = _Normalized(data, W, flat(a0), flat(lr), flat(lr_a), opt, flat, method == "wn")
+    stepper = (_GD(data, W, flat(lr), opt, flat) if scale is None else  # scale: method, lr_a, a0
+               _Normalized(data, W, flat(scale[2]), flat(lr), flat(scale[1]), opt, flat, scale[0] == "wn"))
     res = drive(stepper, opt, data.c)
 
     def shaped(x, tail=()):
@@ -550,7 +495,7 @@ def _launch(data, B, opt, lr, w0, scale=None):
         return GDRun(**out)
     return scale[3](**out, a=shaped(res["a"]) if "a" in res else None,
                     lr_eff=shaped(res["lr_eff"]), w_norm=shaped(res["w_norm"]),
-                    lr_a=v.scalar_or_array(np.broadcast_to(lr_a, B).copy(), to=None),
+                    lr_a=v.scalar_or_array(np.broadcast_to(scale[1], B).copy(), to=None),
                     a_final=v.scalar_or_array(res["a_final"].reshape(B), to=None))
 
 
@@ -563,15 +508,12 @@ def _normalized(method, data, lr, steps, a0, w0, lr_a, **kw):
     w0 = v.vector_batch(w0, "w0", data.d)
     B = _batch_shape(data, lr=lr.shape, lr_a=lr_a.shape, a0=a0.shape,
                      **{"w0[..., 0]": w0.shape[:-1]}, **option_shapes(opt))
-    if method == "wn":
-        if np.any(np.vecdot(w0, w0) <= 0):
-            raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
-    else:
-        if data.S is not None:     # only the problem axis needs broadcasting to check every start
-            w0 = np.broadcast_to(w0, np.broadcast_shapes(
-                w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,)))
-        if np.any(data.h_norm2(w0) <= 0):
-            raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
+    if method == "wn" and np.any(np.vecdot(w0, w0) <= 0):
+        raise ValueError("w0 must be nonzero: weight normalization is undefined at w = 0")
+    if method == "bn" and data.S is not None:   # only the problem axis needs broadcasting
+        w0 = np.broadcast_to(w0, np.broadcast_shapes(w0.shape, (data.S,) + (1,) * (len(B) - 1) + (data.d,)))
+    if method == "bn" and np.any(data.h_norm2(w0) <= 0):
+        raise ValueError("w0 must be nonzero: BN is undefined at w = 0")
     return _launch(data, B, opt, lr, w0, (method, lr_a, a0, BNGDRun if method == "bn" else WNGDRun))
 
 
@@ -601,14 +543,12 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
     blowup : float
         A run is diverged once its state is not finite or its loss exceeds
         ``blowup * max(J0(w0), c/2)``.
-    weight_decay : float or array_like
-        Coupled weight decay υ ≥ 0: the steps are taken on J0 + υ‖w‖²/2 (broadcast with
-        the batch shape). ``loss`` and ``excess`` stay those of J0.
-    momentum : float or array_like
-        Heavy-ball momentum ς ∈ [0, 1): Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k),
-        w_{k+1} = w_k + Δw_k with Δw_{−1} = 0 (SGD with momentum as deep-learning frameworks
-        write it, for a constant ε). With υ = ς = 0 (the default) the runs are the plain ones
-        bit for bit.
+    weight_decay, momentum : float or array_like
+        Coupled weight decay υ ≥ 0 (the steps are taken on J0 + υ‖w‖²/2; ``loss`` and
+        ``excess`` stay those of J0) and heavy-ball momentum ς ∈ [0, 1), broadcast with the
+        batch shape: Δw_k = ς Δw_{k−1} − ε (∇J0(w_k) + υ w_k), w_{k+1} = w_k + Δw_k,
+        Δw_{−1} = 0, as frameworks write SGD with momentum. With υ = ς = 0 (the default) the
+        runs are the plain ones bit for bit.
 
     Returns
     -------
@@ -616,11 +556,9 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``lr <= 0`` or not finite, ``steps < 0``, ``w0`` has the wrong shape or is not
-        finite, ``tol <= 0``, or ``record`` is unknown.
+    TypeError, ValueError
+        If ``problem`` is not an :class:`~bnlib.ols.OLS`, or an argument is not numeric, out
+        of its range above, or of a shape that does not broadcast (the error names it).
     """
     check_problem(problem)
     return _gd(_Data([problem], stacked=False), lr, steps, w0, tol=tol, record=record,
@@ -631,35 +569,22 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
              weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.gd` on S problems of equal dimension at once.
 
-    Parameters
-    ----------
-    problems : sequence of bnlib.ols.OLS
-        S ≥ 1 problems, all of dimension d.
-    lr : float or array_like
-        Step size(s) ε > 0, broadcast against the batch shape (S, B...).
-    steps : int
-    w0 : array_like, shape (d,) or broadcastable to (S, B..., d), optional
-        Starts; zeros by default.
-    tol, record, blowup, weight_decay, momentum
-        As in :func:`~bnlib.descent.gd`; ``tol`` waits for every run of every problem.
+    Parameters as :func:`~bnlib.descent.gd`, with ``problems`` a sequence of S ≥ 1
+    :class:`~bnlib.ols.OLS` of dimension d in place of ``problem``; the arrays broadcast
+    against the batch shape (S, B...), problem axis first (see :mod:`bnlib.descent`), and
+    ``tol`` waits for every run of every problem.
 
     Returns
     -------
     GDRun
-        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``.
-        The same numbers as S separate :func:`~bnlib.descent.gd` calls, up to rounding.
-
-    Notes
-    -----
-    Problem axis first: see :mod:`bnlib.descent` for how ``lr`` and ``w0`` broadcast.
+        With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``,
+        the same numbers as S separate :func:`~bnlib.descent.gd` calls up to rounding.
 
     Raises
     ------
-    TypeError
-        If ``problems`` is not a sequence of :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``problems`` is empty or mixes dimensions, shapes do not broadcast with S on axis
-        0, or an argument is invalid as in :func:`~bnlib.descent.gd`.
+    TypeError, ValueError
+        As :func:`~bnlib.descent.gd`, and if ``problems`` is empty, mixes dimensions or is not
+        a sequence of :class:`~bnlib.ols.OLS`.
     """
     return _gd(_problems(problems), lr, steps, w0, tol=tol, record=record, blowup=blowup,
                weight_decay=weight_decay, momentum=momentum)
@@ -681,11 +606,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Parameters
     ----------
-    problem : bnlib.ols.OLS
-    lr : float or array_like
-        Weight step(s) ε > 0; an array runs one BNGD per entry, all at once.
-    steps : int
-        Number of steps K ≥ 0.
+    problem, lr, steps
+        As in :func:`~bnlib.descent.gd`, ``lr`` the weight step(s) ε.
     a0 : float or array_like
         Start of the scale a (broadcast with the batch shape).
     w0 : array_like, shape (d,) or (B..., d)
@@ -704,12 +626,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS` or an argument is not numeric.
-    ValueError
-        If ``lr`` or ``lr_a`` is ≤ 0 or not finite, ``steps < 0``, ``a0`` is not finite,
-        ``w0`` has the wrong shape, is not finite or is zero, ``weight_decay < 0``,
-        ``momentum`` is outside [0, 1), or shapes do not broadcast.
+    TypeError, ValueError
+        As :func:`~bnlib.descent.gd`, and if ``w0`` is zero.
 
     Notes
     -----
@@ -729,25 +647,9 @@ def bngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all",
                weight_decay=0.0, momentum=0.0):
     """:func:`~bnlib.descent.bngd` on S problems of equal dimension at once.
 
-    Parameters
-    ----------
-    problems : sequence of bnlib.ols.OLS
-        S ≥ 1 problems, all of dimension d.
-    lr, steps, a0, w0, lr_a, tol, record, blowup, weight_decay, momentum
-        As in :func:`~bnlib.descent.bngd`, the arrays broadcast against the batch shape
-        (S, B...) with the problem axis first (see :mod:`bnlib.descent`); every start must be
-        nonzero, and ``tol`` waits for every run of every problem.
-
-    Returns
-    -------
-    BNGDRun
-        Of batch shape (S, B...), laid out as the result of :func:`~bnlib.descent.gd_stack`.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.descent.gd_stack`, or on an argument :func:`~bnlib.descent.bngd`
-        rejects (e.g. a zero start).
+    Parameters, result layout (a :class:`~bnlib.descent.BNGDRun` of batch shape (S, B...))
+    and errors as :func:`~bnlib.descent.gd_stack`, with the arguments of
+    :func:`~bnlib.descent.bngd` (every start nonzero).
     """
     return _normalized("bn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
                        blowup=blowup, weight_decay=weight_decay, momentum=momentum)
@@ -787,10 +689,9 @@ def wn_loss(problem, a, w) -> np.ndarray:
 
     Raises
     ------
-    TypeError
-        If ``problem`` is not an OLS or an argument is not numeric.
-    ValueError
-        If ``w`` has the wrong last dimension, is zero, or shapes do not broadcast.
+    TypeError, ValueError
+        If ``problem`` is not an OLS, or ``a``, ``w`` are not numeric, ``w`` is zero or of
+        another dimension, or the shapes do not broadcast.
     """
     a, w, n = _aw(problem, a, w)
     return problem.loss((a / n)[..., None] * w)
@@ -824,27 +725,10 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
     a_{k+1} = a_k − ε_a ∂_a J_WN(a_k, w_k),   w_{k+1} = w_k − ε ∇_w J_WN(a_k, w_k).
 
-    The interface, shapes, vectorisation over step sizes and divergence flagging are those
-    of :func:`~bnlib.descent.bngd`; a run is diverged once its state is not finite or its
-    loss exceeds ``blowup * max(J_WN(a0, w0), c/2)`` (``loss`` is then ``inf`` and the
-    iterates ``nan``), and no floating-point warning escapes.
-
-    Parameters
-    ----------
-    problem, lr, steps, a0, w0, tol, record, blowup
-        As in :func:`~bnlib.descent.bngd` (``w0`` nonzero).
-    lr_a : float or array_like
-        Step(s) ε_a > 0 of a, broadcast with ``lr``. Unlike BN's, the curvature of J_WN in a
-        is ŵᵀHŵ, not 1, so ε_a ≤ 1 is not a safe default for every problem.
-
-    Returns
-    -------
-    WNGDRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        On the arguments :func:`~bnlib.descent.bngd` rejects, for the same reasons.
+    Parameters, shapes, divergence (relative to J_WN(a0, w0)) and errors as
+    :func:`~bnlib.descent.bngd`, without weight decay and momentum; returns a
+    :class:`~bnlib.descent.WNGDRun`. Unlike BN's, the curvature of J_WN in a is ŵᵀHŵ, not 1,
+    so ``lr_a`` ≤ 1 is not a safe default for every problem.
     """
     check_problem(problem)
     return _normalized("wn", _Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol=tol,
@@ -852,11 +736,6 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
 
 
 def wngd_stack(problems, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup=1e10):
-    """:func:`~bnlib.descent.wngd` on S problems of equal dimension at once.
-
-    The broadcasting (batch shape (S, B...), the problem axis first: M step sizes for every
-    problem are ``lr[None, :]``), the layout of the :class:`~bnlib.descent.WNGDRun` it
-    returns and the errors it raises are those of :func:`~bnlib.descent.bngd_stack`.
-    """
+    """:func:`~bnlib.descent.wngd` on S problems at once, laid out as :func:`~bnlib.descent.bngd_stack`."""
     return _normalized("wn", _problems(problems), lr, steps, a0, w0, lr_a, tol=tol, record=record,
                        blowup=blowup)

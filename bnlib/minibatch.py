@@ -12,16 +12,11 @@ incomplete batch is dropped), and
   scale γ = a and shift β = 0); the gradient goes *through* the batch statistics, as
   backpropagation through a BN layer does (:func:`~bnlib.minibatch.bn_batch_grad`).
 
-With B = n every step sees the whole set and the runs are deterministic: BN-SGD is then
-BNGD (:func:`~bnlib.descent.bngd`) on :func:`~bnlib.minibatch.train_problem` and SGD is GD on
-``train_problem(data, centered=False)``.
-
-Both run a whole grid at once: ``lr`` (and ``lr_a``, ``a0``, ``w0``) broadcast to a *batch
-shape* of runs, and ``repeats=S`` adds a leading axis of S independent repeats; every run
-draws its own batches, and all runs advance together (a Python loop over steps only). The
-result has the conventions of :mod:`bnlib.descent`: a run whose loss blows up is flagged in
-``diverged``, its later losses are ``inf`` and iterates ``nan``, and no floating-point
-warning escapes.
+With B = n BN-SGD is BNGD (:func:`~bnlib.descent.bngd`) on
+:func:`~bnlib.minibatch.train_problem` and SGD is GD on ``train_problem(data, centered=False)``.
+Both run a grid at once as :mod:`bnlib.descent` does (``lr``, ``lr_a``, ``a0``, ``w0``
+broadcast to a batch shape; ``repeats=S`` adds a leading axis of S repeats), every run
+drawing its own batches, with the divergence conventions of :mod:`bnlib.descent`.
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from . import PUBLIC
 from . import checks as v
 from .descent import Runs, drive, option_shapes, options
-from .ols import OLS
+from .ols import OLS, check_problem
 
 __all__ = list(PUBLIC["minibatch"])
 
@@ -46,24 +41,20 @@ class MiniBatchRun:
     Attributes
     ----------
     loss : numpy.ndarray, shape (K+1, S...)
-        The training loss on the whole set: for SGD J0_n(w_k), for BN-SGD J_n(a_k, w_k), BN
-        with the statistics of the whole set (:func:`~bnlib.minibatch.train_problem`).
-        ``inf`` from the step at which a run diverged.
+        The training loss on the whole set, J0_n(w_k) or J_n(a_k, w_k) with BN on the whole
+        set's statistics (:func:`~bnlib.minibatch.train_problem`); ``inf`` after divergence.
     excess : numpy.ndarray, shape (K+1, S...)
         ``loss`` minus its minimum over the parameters, ½ (u − û)ᵀ H_n (u − û) with u the
         represented OLS weight (u = a w/‖w‖_{H_n} with BN) and û the training-set solution.
     test_excess : numpy.ndarray or None, shape (K+1, S...)
         With ``problem`` given: the population excess ½ (u − u*)ᵀ H (u − u*), for BN with
-        the population statistics (u = a w/‖w‖_H, BN at inference with exact running
-        statistics).
-    batch_loss : numpy.ndarray, shape (K, S...)
-        The batch loss of step k (before its update); ``nan`` once the run diverged.
-    grad_norm2 : numpy.ndarray, shape (K, S...)
-        ‖∇_w J_B‖² of step k (for SGD ‖∇ J0_B‖²); ``nan`` once the run diverged.
-    diverged : bool or numpy.ndarray of bool, shape S
-    lr : float or numpy.ndarray, shape S
-    w_final : numpy.ndarray, shape (S..., d)
-    steps, batch : int
+        the population statistics (u = a w/‖w‖_H, exact running statistics).
+    batch_loss, grad_norm2 : numpy.ndarray, shape (K, S...)
+        The batch loss of step k before its update and ‖∇_w J_B‖² (SGD: ‖∇J0_B‖²); ``nan``
+        once the run diverged.
+    diverged, lr, w_final, steps
+        As in :class:`~bnlib.descent.GDRun`, batch shape S.
+    batch : int
     w : numpy.ndarray or None, shape (K+1, S..., d); ``None`` unless ``record="all"``
     batches : numpy.ndarray of int or None, shape (K, S..., B)
         Indices of the samples of each step's batch; ``None`` unless ``record="all"``.
@@ -87,16 +78,9 @@ class MiniBatchRun:
 class BNMiniBatchRun(MiniBatchRun):
     """The result of :func:`~bnlib.minibatch.bn_sgd`.
 
-    The fields of :class:`~bnlib.minibatch.MiniBatchRun`, plus the following.
-
-    Attributes
-    ----------
-    a : numpy.ndarray or None, shape (K+1, S...)
-        The scale a_k; ``None`` unless ``record="all"``.
-    lr_eff, w_norm : numpy.ndarray, shape (K+1, S...)
-        The effective step ε a_k²/‖w_k‖²_{H_n} and ‖w_k‖.
-    lr_a : float or numpy.ndarray, shape S
-    a_final : float or numpy.ndarray, shape S
+    The fields of :class:`~bnlib.minibatch.MiniBatchRun` plus ``a`` (``None`` unless
+    ``record="all"``), ``lr_eff`` (ε a_k²/‖w_k‖²_{H_n}), ``w_norm``, ``lr_a`` and ``a_final``
+    as in :class:`~bnlib.descent.BNGDRun`, batch shape S.
     """
 
     a: np.ndarray | None
@@ -109,8 +93,7 @@ class BNMiniBatchRun(MiniBatchRun):
 def _data(data):
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError("data must be a tuple (X, y) of a training set")
-    X = v.finite_array(data[0], "X")
-    y = v.finite_array(data[1], "y")
+    X, y = v.finite_array(data[0], "X"), v.finite_array(data[1], "y")
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"X must have shape (n, d) with n >= 2, got shape {X.shape}")
     if y.shape != (X.shape[0],):
@@ -128,39 +111,32 @@ def train_problem(data, centered=True) -> OLS:
     return OLS(Xc.T @ Xc / n, Xc.T @ yc / n, float(y @ y) / n)
 
 
+def _xw(Xb, w):
+    """Return x_iᵀw of every run's batch, (R, B); Xb is (B, d) shared by every run or (R, B, d)."""
+    return w @ Xb.T if Xb.ndim == 2 else np.matmul(Xb, w[:, :, None])[:, :, 0]
+
+
+def _back(coef, Xb):
+    """Return Σ_i coef_i x_i of every run, (R, d)."""
+    return coef @ Xb if Xb.ndim == 2 else np.matmul(coef[:, None, :], Xb)[:, 0, :]
+
+
 def bn_batch_grad(Xb, yb, a, w):
     """Return the BN batch loss and its gradients, through the batch statistics, for many runs."""
     B = Xb.shape[-2]
-    if Xb.ndim == 2:                                     # one batch shared by every run
-        xi = w @ Xb.T                                    # (R, B)
-    else:
-        xi = np.matmul(Xb, w[:, :, None])[:, :, 0]
+    xi = _xw(Xb, w)
     xi -= xi.mean(axis=1, keepdims=True)
     s = np.sqrt(np.mean(xi * xi, axis=1))
     z = xi / s[:, None]
     p = np.mean(yb * z, axis=1)
     loss = 0.5 * (np.mean(yb * yb, axis=-1) - 2.0 * a * p + a * a)
     coef = (a / (B * s))[:, None] * (p[:, None] * z - (yb - yb.mean(axis=-1, keepdims=True)))
-    dw = coef @ Xb if Xb.ndim == 2 else np.matmul(coef[:, None, :], Xb)[:, 0, :]
-    return loss, a - p, dw
+    return loss, a - p, _back(coef, Xb)
 
 
 def _sgd_batch_grad(Xb, yb, w):
-    if Xb.ndim == 2:                                     # one batch shared by every run
-        r = yb - w @ Xb.T
-        return 0.5 * np.mean(r * r, axis=1), -(r @ Xb) / Xb.shape[0]
-    r = yb - np.matmul(Xb, w[:, :, None])[:, :, 0]
-    return 0.5 * np.mean(r * r, axis=1), -np.matmul(r[:, None, :], Xb)[:, 0, :] / Xb.shape[1]
-
-
-def _check_problem(problem, d):
-    if problem is None:
-        return None
-    if not isinstance(problem, OLS):
-        raise TypeError(f"problem must be a bnlib.OLS or None, got {type(problem).__name__}")
-    if problem.d != d:
-        raise ValueError(f"problem has dimension {problem.d}, the data {d}")
-    return problem
+    r = yb - _xw(Xb, w)
+    return 0.5 * np.mean(r * r, axis=1), -_back(r, Xb) / Xb.shape[-2]
 
 
 def _excess(U, target, H):
@@ -215,8 +191,7 @@ class _MiniBatch(Runs):
         self.names = (("test_excess",) if problem is not None else ()) + (
             ("w_norm", "lr_eff") if bn else ()) + (
             (("w", "a") if bn else ("w",)) if opt.record == "all" else ())
-        self.fills = (np.inf,) * (problem is not None) + (np.nan,) * 4
-        self.fills = self.fills[:len(self.names)]
+        self.fills = ((np.inf,) * (problem is not None) + (np.nan,) * 4)[:len(self.names)]
         self.heavy_ball(opt, flat, scale=bn)
 
     def _u(self, H):
@@ -318,7 +293,9 @@ def _check(data, lr, steps, batch, seed, repeats, problem, kw):
     opt = options(steps, **{"record": "loss", **kw})
     if repeats is not None:
         repeats = v.count(repeats, "repeats", minimum=1)
-    return (X, y), lr, opt, (batch, seed), repeats, _check_problem(problem, d)
+    if problem is not None and check_problem(problem).d != d:
+        raise ValueError(f"problem has dimension {problem.d}, the data {d}")
+    return (X, y), lr, opt, (batch, seed), repeats, problem
 
 
 def _shape(repeats, **shapes):
@@ -337,18 +314,10 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     ----------
     data : tuple (X, y)
         The training set, X of shape (n, d), y of shape (n,).
-    lr : float or array_like
-        Weight step(s) ε > 0.
-    steps : int
-        Number of steps K ≥ 0.
-    a0 : float or array_like
-        Start of the scale a.
-    w0 : array_like, shape (d,) or (S..., d)
-        Start of the weights, nonzero.
+    lr, steps, a0, w0, lr_a
+        As in :func:`~bnlib.descent.bngd` (``w0`` of shape (d,) or (S..., d), nonzero).
     batch : int
         Batch size B, 2 ≤ B ≤ n. B = n is full-batch BNGD on the training set.
-    lr_a : float or array_like
-        Step(s) ε_a > 0 of a.
     seed : int
         Seed of the batch draws (one generator for all runs; each run draws its own batches).
     repeats : int, optional
@@ -356,20 +325,11 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     problem : bnlib.ols.OLS, optional
         The population the data came from; adds ``test_excess``.
     **options
-        The run options, keywords only:
-
-        - ``record`` : {"loss", "all"}, default "loss"; ``"all"`` also keeps every iterate
-          and the batch indices.
-        - ``blowup`` : float > 1, default 1e10. A run is diverged once its training loss
-          exceeds ``blowup * max(J_n(a0, w0), c_n/2)`` or its state is not finite
-          (``bnlib.descent.drive``).
-        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on w
-          (not on a): the w-step is taken on J_B + υ‖w‖²/2, broadcast like ``lr``.
-        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on a
-          and w: Δw_k = ς Δw_{k−1} − ε (∇_w J_B + υ w_k), w_{k+1} = w_k + Δw_k (Δw_{−1} = 0),
-          the same for a with ε_a (SGD with momentum as frameworks write it, for a constant
-          step). ``grad_norm2`` stays ‖∇_w J_B‖². With υ = ς = 0 the runs are the plain ones
-          bit for bit.
+        ``record`` ({"loss", "all"}, default "loss"; ``"all"`` also keeps every iterate and the
+        batch indices), ``blowup``, ``weight_decay`` and ``momentum`` as in
+        :func:`~bnlib.descent.bngd`, keywords only, with J_B in place of J: the divergence is
+        measured on the training loss J_n, the decay acts on w only, ``grad_norm2`` stays
+        ‖∇_w J_B‖².
 
     Returns
     -------
@@ -377,13 +337,10 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
 
     Raises
     ------
-    TypeError
-        If ``data`` is not a tuple (X, y), ``problem`` not an OLS, an argument not numeric, or
-        an option unknown.
-    ValueError
-        If a step size is not > 0 and finite, ``steps < 0``, ``batch`` is not in [2, n],
-        ``w0`` has the wrong shape or is zero, shapes do not broadcast, ``problem`` has
-        another dimension, ``weight_decay < 0`` or ``momentum`` is outside [0, 1).
+    TypeError, ValueError
+        If ``data`` is not a tuple (X, y), ``problem`` not an OLS of dimension d, an option
+        unknown, ``w0`` zero, or an argument not numeric, out of its range above or of a
+        shape that does not broadcast (the error names it).
     """
     data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
                                                     problem, options)
@@ -400,27 +357,9 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
 def sgd(data, lr, steps, batch, w0=None, *, seed=0, repeats=None, problem=None, **options):
     """Plain mini-batch SGD on least squares: w_{k+1} = w_k − ε ∇J0_B(w_k).
 
-    Parameters
-    ----------
-    data : tuple (X, y)
-    lr : float or array_like
-        Step size(s) ε > 0.
-    steps : int
-    batch : int
-        Batch size B, 2 ≤ B ≤ n (B = n is GD on ``train_problem(data, centered=False)``).
-    w0 : array_like, shape (d,) or (S..., d), optional
-        Start; zeros by default.
-    seed, repeats, problem, **options
-        As in :func:`~bnlib.minibatch.bn_sgd` (the decay on w, the momentum on w).
-
-    Returns
-    -------
-    MiniBatchRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        As in :func:`~bnlib.minibatch.bn_sgd`.
+    Parameters and errors as :func:`~bnlib.minibatch.bn_sgd`, without a and its ``a0``,
+    ``lr_a``; ``w0`` (shape (d,) or (S..., d)) is zero by default. Returns a
+    :class:`~bnlib.minibatch.MiniBatchRun`.
     """
     data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
                                                     problem, options)

@@ -5,9 +5,8 @@ Cai, Li & Shen (2019): a dense network whose every dense layer is followed by BN
 activation: ReLU in hidden layers, softmax at the output), trained by plain mini-batch SGD
 with a constant step ε for the weights and biases and a separate step ε_a for BN's γ and β.
 
-Many networks train at once. Every parameter array carries a leading *model* shape P (for
-example ``(seeds, step sizes)``); all models see the same mini-batches of their seed and
-advance in lockstep, so a grid of 30 step sizes costs one batched run, not 30.
+Many networks train at once: every parameter array carries a leading *model* shape P (e.g.
+``(seeds, step sizes)``), and the models of a seed see the same mini-batches in lockstep.
 
 Conventions
 -----------
@@ -21,14 +20,8 @@ Conventions
 - Losses: ``"cross_entropy"`` (mean over the batch of −log softmax) and ``"quadratic"``,
   mean over the batch *and* the classes of (onehot − softmax)², the loss of the paper's code.
 
-Data: scikit-learn's bundled 8×8 digits, standardised and split by a seed
-(:func:`load_digits_split`). Training: plain mini-batch SGD over grids of step sizes in
-lockstep (:func:`train`), the paper's three variants over one grid (:func:`train_variants`).
-
-The effective step of a BN unit is the network analogue of BNGD's ε̂ = ε a²/‖w‖²_H: a step
-ε on w_j turns unit j's output by about ε γ_j²/(σ_j² + ν), σ_j² the batch variance of
-z_j = x·w_j (:func:`effective_steps`); :func:`top_bn_hessian` gives the largest Hessian
-eigenvalue of the loss in BN's (γ, β).
+The effective step of a BN unit, ε γ_j²/(σ_j² + ν) with σ_j² the batch variance of
+z_j = x·w_j, is the network analogue of BNGD's ε̂ = ε a²/‖w‖²_H.
 """
 
 from __future__ import annotations
@@ -55,8 +48,7 @@ class Digits:
     Attributes
     ----------
     X_train, X_test : numpy.ndarray
-        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixel values
-        divided by 16 so they lie in [0, 1].
+        Shapes (n_train, 64) and (n_test, 64): 8×8 images flattened row by row, pixels / 16.
     y_train, y_test : numpy.ndarray of int
         Shapes (n_train,) and (n_test,): digit labels 0–9.
     seed : int
@@ -75,15 +67,8 @@ class Digits:
 def load_digits_split(seed=0, test_fraction=0.25):
     """Load scikit-learn's bundled digits (1,797 images, no download) and split them.
 
-    The split is a seeded random permutation: the first ``round(test_fraction * 1797)``
-    images form the test set, the rest the training set.
-
-    Parameters
-    ----------
-    seed : int
-        Seed of the permutation (``numpy.random.default_rng``).
-    test_fraction : float
-        Fraction of the images held out, in (0, 1).
+    The first ``round(test_fraction * 1797)`` images of the permutation of
+    ``numpy.random.default_rng(seed)`` form the test set, the rest the training set.
 
     Returns
     -------
@@ -91,17 +76,13 @@ def load_digits_split(seed=0, test_fraction=0.25):
 
     Raises
     ------
-    TypeError
-        If ``seed`` is not an integer.
-    ValueError
-        If ``seed < 0`` or ``test_fraction`` is not in (0, 1) or leaves an empty set.
+    TypeError, ValueError
+        If ``seed`` is not an integer ≥ 0, or ``test_fraction`` leaves an empty set.
     """
     from sklearn.datasets import load_digits
 
     seed = v.count(seed, "seed")
-    test_fraction = v.positive_scalar(test_fraction, "test_fraction")
-    if not test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    test_fraction = v.positive_scalar(test_fraction, "test_fraction")    # < 1: checked below
     data = load_digits()
     X = data.data.astype(np.float64) / 16.0
     y = data.target.astype(np.int64)
@@ -120,6 +101,14 @@ def _onehot(y, n):
     return (y[..., None] == np.arange(n)).astype(np.float64)
 
 
+def _softmax(z):
+    """Return z − max z, the sum of the exponentials and the softmax, along the last axis."""
+    zs = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(zs)
+    s = e.sum(axis=-1, keepdims=True)
+    return zs, s, e / s
+
+
 @dataclass(frozen=True)
 class MLP:
     """A dense network ``sizes[0] → … → sizes[-1]`` with ReLU hidden units.
@@ -136,9 +125,8 @@ class MLP:
         BN's variance offset ν ≥ 0; 0 makes BN exactly scale invariant.
     momentum : float
         Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
-        [0, 1). The batch variance enters unbiased, B/(B − 1) times the biased one. In
-        :func:`~bnlib.nn.train` the first mini-batch's statistics start the averages (so they carry no
-        trace of the initial values and scale with the weights).
+        [0, 1), with the unbiased batch variance. In :func:`~bnlib.nn.train` the first
+        mini-batch's statistics start the averages (no trace of the initial values).
 
     Raises
     ------
@@ -164,27 +152,20 @@ class MLP:
             raise TypeError(f"bn must be True or False, got {self.bn!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        object.__setattr__(self, "var_offset", v.var_offset(self.var_offset))
-        mom = float(v.finite_array(self.momentum, "momentum"))
+        offset, mom = v.var_offset(self.var_offset), float(v.finite_array(self.momentum, "momentum"))
         if not 0 <= mom < 1:
             raise ValueError(f"momentum must be in [0, 1), got {mom}")
-        object.__setattr__(self, "sizes", sizes)
-        object.__setattr__(self, "bn", bool(self.bn))
-        object.__setattr__(self, "momentum", mom)
-        object.__setattr__(self, "depth", len(sizes) - 1)
+        for k, x in dict(var_offset=offset, sizes=sizes, bn=bool(self.bn), momentum=mom,
+                         depth=len(sizes) - 1).items():
+            object.__setattr__(self, k, x)
         object.__setattr__(self, "_layout", self._make_layout())
 
     def _make_layout(self):
         """Every parameter array as (name, layer, is_weight, trainable), layer by layer."""
-        kinds = ("gamma", "beta") if self.bn else ("b",)
-        out = []
-        for layer in range(self.depth):
-            out += [(f"W{layer}", layer, True, True)]
-            out += [(f"{k}{layer}", layer, False, True) for k in kinds]
-        if self.bn:
-            out += [(f"{k}{layer}", layer, False, False)
-                    for layer in range(self.depth) for k in ("mean", "var")]
-        return tuple(out)
+        kinds = ("W", "gamma", "beta") if self.bn else ("W", "b")
+        return tuple([(f"{k}{layer}", layer, k == "W", True) for layer in range(self.depth) for k in kinds]
+                     + [(f"{k}{layer}", layer, False, False) for layer in range(self.depth)
+                        for k in ("mean", "var") if self.bn])
 
     # -------------------------------------------------------------------- parameters
     @property
@@ -197,7 +178,8 @@ class MLP:
 
     def bn_param_names(self):
         """Return the names stepped with ε_a (γ and β); empty without BN."""
-        return [f"{k}{layer}" for layer in range(self.depth) for k in ("gamma", "beta")] if self.bn else []
+        return [name for name, _, is_weight, trainable in self._layout
+                if trainable and not is_weight and self.bn]
 
     def init(self, seed=0, shape=(), weight_scale=1.0):
         """Glorot-uniform weights, zero biases, γ = 1, β = 0, running mean 0 and variance 1.
@@ -212,7 +194,7 @@ class MLP:
         shape : tuple of int
             The model shape P.
         weight_scale : float
-            Multiplies every weight matrix (r in the scaling law); > 0.
+            r > 0, multiplies every weight matrix.
 
         Returns
         -------
@@ -228,13 +210,8 @@ class MLP:
             W = weight_scale * rng.uniform(-lim, lim, (n_in, n_out))
             params[f"W{layer}"] = np.broadcast_to(W, shape + W.shape).copy()
             row = shape + (1, n_out)
-            if self.bn:
-                params[f"gamma{layer}"] = np.ones(row)
-                params[f"beta{layer}"] = np.zeros(row)
-                params[f"mean{layer}"] = np.zeros(row)
-                params[f"var{layer}"] = np.ones(row)
-            else:
-                params[f"b{layer}"] = np.zeros(row)
+            kinds = ("gamma", "beta", "mean", "var") if self.bn else ("b",)
+            params |= {f"{k}{layer}": (np.ones if k in ("gamma", "var") else np.zeros)(row) for k in kinds}
         return params
 
     def _check_params(self, params):
@@ -243,12 +220,7 @@ class MLP:
         missing = [k for k in self.param_names(trainable_only=False) if k not in params]
         if missing:
             raise ValueError(f"params lacks {missing} for {self}")
-        W0 = v.finite_array(params["W0"], "params['W0']")
-        if W0.ndim < 2 or W0.shape[-2:] != self.sizes[:2]:
-            raise ValueError(f"params['W0'] must have shape (..., {self.sizes[0]}, {self.sizes[1]}), "
-                             f"got {W0.shape}")
-        P = W0.shape[:-2]
-        out = {}
+        P, out = np.shape(params["W0"])[:-2], {}     # every shape is checked below
         for name, layer, is_weight, _ in self._layout:
             n_in, n_out = self.sizes[layer], self.sizes[layer + 1]
             want = P + ((n_in, n_out) if is_weight else (1, n_out))
@@ -283,11 +255,7 @@ class MLP:
     def _loss(self, z, y):
         """Per-model loss (mean over the batch) and dL/dz."""
         B, C = z.shape[-2], z.shape[-1]
-        t = _onehot(y, C)
-        zs = z - z.max(axis=-1, keepdims=True)
-        e = np.exp(zs)
-        s = e.sum(axis=-1, keepdims=True)
-        p = e / s
+        t, (zs, s, p) = _onehot(y, C), _softmax(z)
         if self.loss == "cross_entropy":
             logp = zs - np.log(s)
             loss = -np.sum(t * logp, axis=(-2, -1)) / B
@@ -329,9 +297,7 @@ class MLP:
                 d, grads[f"gamma{layer}"], grads[f"beta{layer}"] = batchnorm_backward(d, caches[layer])
             else:
                 grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
-            a_in = inputs[layer]
-            gW = np.swapaxes(a_in, -1, -2) @ d
-            grads[f"W{layer}"] = gW
+            grads[f"W{layer}"] = np.swapaxes(inputs[layer], -1, -2) @ d
             if layer > 0:
                 d = (d @ np.swapaxes(params[f"W{layer}"], -1, -2)) * masks[layer - 1]
         return loss, grads, stats
@@ -356,8 +322,7 @@ class MLP:
         Raises
         ------
         TypeError, ValueError
-            On missing or misshapen parameters, non-finite X, labels out of range or a
-            BN batch of fewer than 2 examples.
+            On parameters or data that do not fit the network (BN needs a batch of 2).
         """
         params, P = self._check_params(params)
         X, y = self._check_data(X, y, P)
@@ -430,9 +395,8 @@ class SGDRun:
         Shape (S, L...): evaluation-mode loss and accuracy after training on the full
         training and test sets; ``inf`` and ``nan`` for diverged models.
     diverged : numpy.ndarray of bool
-        Shape (S, L...): the model diverged as ``bnlib.descent.drive`` defines it (its
-        batch loss not finite or above ``blowup`` times its first, or a parameter not
-        finite) and was masked from then on, without floating-point warnings.
+        Shape (S, L...): the model diverged (see :func:`~bnlib.nn.train`) and was masked
+        from then on.
     params : dict of numpy.ndarray or None
         Final parameters with leading shape (S, L...) if ``keep_params`` (``nan`` for
         diverged models).
@@ -464,10 +428,9 @@ class HeavySGDRun(SGDRun):
     weight_decay, momentum : numpy.ndarray
         υ and ς of each model, shape L.
     w_angle2 : numpy.ndarray
-        Shape (K, S, L..., depth): for every step and weight matrix W_l, the mean over its
-        output units j of the squared angle between column j before and after the step
-        (each column feeds one BN unit, so each is a scale-invariant vector in a BN
-        network); ``nan`` after divergence.
+        Shape (K, S, L..., depth): per step and weight matrix W_l, the mean over its columns
+        (each feeds one BN unit, so is scale invariant) of the squared angle between the
+        column before and after the step; ``nan`` after divergence.
     """
 
     weight_decay: np.ndarray
@@ -495,10 +458,9 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     """Train a grid of networks by plain mini-batch SGD with constant steps, in lockstep.
 
     For each seed s, all models start from ``net.init(s, weight_scale=...)`` and see the
-    same sequence of mini-batches; they differ only in their steps: W, b ← · − ε ∇, and
-    γ, β ← · − ε_a ∇. The mini-batches of seed s: per epoch, the permutation
-    ``rng.permutation(n_train)`` of ``rng = numpy.random.default_rng((s, 2))`` (one generator
-    for all epochs) cut into consecutive groups of ``batch_size``, the remainder left out.
+    same mini-batches; they differ only in their steps: W, b ← · − ε ∇, and γ, β ← · − ε_a ∇.
+    The batches of seed s: per epoch, ``rng.permutation(n_train)`` of one
+    ``rng = numpy.random.default_rng((s, 2))`` cut into groups of ``batch_size``, the rest left out.
 
     Parameters
     ----------
@@ -510,30 +472,19 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     lr_a : float or array_like, optional
         Steps ε_a > 0 for γ and β (BN networks only), broadcast with ``lr``; ``None`` means
         ε_a = ε (one step for all parameters).
-    epochs : int
-        Passes over the training set, ≥ 1.
-    batch_size : int
-        Mini-batch size, in [2, n_train].
+    epochs, batch_size : int
+        Passes over the training set (≥ 1) and mini-batch size (in [2, n_train]).
     seeds : int or sequence of int
-        One seed per repetition; an int means one repetition. The model shape is
-        ``(len(seeds), L...)``.
+        One seed per repetition (an int: one); the model shape is ``(len(seeds), L...)``.
     weight_scale : float
         r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
     keep_params : bool
         Return the final parameters (memory: one network per model).
     **options
-        Run options, keywords only:
-
-        - ``blowup`` : float > 1, default 1e10. A model is diverged once its batch loss is
-          not finite or exceeds ``blowup`` times its first, or a parameter is not finite
-          (``bnlib.descent.drive``).
-        - ``weight_decay`` : float or array_like, default 0. Coupled weight decay υ ≥ 0 on
-          the weight matrices W_l only (not on biases, γ, β): their step is taken on
-          L + υ‖W_l‖²/2. Broadcast with ``lr`` and ``lr_a``.
-        - ``momentum`` : float or array_like, default 0. Heavy-ball momentum ς ∈ [0, 1) on
-          every trainable parameter, as frameworks write SGD with momentum:
-          v ← ς v + ∇ (+ υ W), θ ← θ − ε v, with v = 0 at the start. With υ = ς = 0 the
-          training is the plain SGD bit for bit.
+        ``blowup``, ``weight_decay`` and ``momentum`` as in :func:`~bnlib.descent.gd`, keywords
+        only: a model is diverged once its batch loss is not finite or exceeds ``blowup``
+        times its first, or a parameter is not finite; the decay acts on the weight matrices
+        W_l only, the momentum on every trainable parameter (v ← ς v + ∇ (+ υ W), θ ← θ − ε v).
 
     Returns
     -------
@@ -542,28 +493,23 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
 
     Notes
     -----
-    Models are trained in independent chunks whose largest activation array stays below
-    ``CHUNK_BYTES`` (small chunks stay in cache), by ``WORKERS`` threads (numpy releases the
-    GIL in its array operations); BLAS runs single-threaded inside, as threaded BLAS on these
-    small products was 5–10 times slower on a busy 2-core machine. Results depend on neither.
+    Models are trained in chunks whose largest activation array stays below ``CHUNK_BYTES``,
+    by ``WORKERS`` threads, with single-threaded BLAS (faster on these small products); the
+    results depend on neither.
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an :class:`~bnlib.nn.MLP` or an argument has the wrong type.
-    ValueError
-        If a step is ≤ 0 or not finite, ``lr_a`` is given for a network without BN, the data
-        do not fit the network, or ``epochs``, ``batch_size``, ``seeds`` or an option are bad.
+    TypeError, ValueError
+        If ``net`` is not an :class:`~bnlib.nn.MLP`, ``lr_a`` is given without BN, the data do
+        not fit the network, or an argument or option is out of its range above.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
     Xtr, ytr, Xte, yte = (getattr(data, k, None) for k in ("X_train", "y_train", "X_test", "y_test"))
     if any(a is None for a in (Xtr, ytr, Xte, yte)):
         raise TypeError("data must have X_train, y_train, X_test and y_test (see load_digits_split)")
-    Xtr, ytr = net._check_data(Xtr, ytr, ())
+    Xtr, ytr = net._check_data(Xtr, ytr, ())          # X 2-D: its leading shape broadcasts to ()
     Xte, yte = net._check_data(Xte, yte, ())
-    if Xtr.ndim != 2 or Xte.ndim != 2:
-        raise ValueError(f"data must hold 2-D X arrays, got {Xtr.shape} and {Xte.shape}")
     lr = v.positive_array(lr, "lr")
     if lr_a is not None and not net.bn:
         raise ValueError("lr_a steps BN's gamma and beta; this network has no BN")
@@ -573,11 +519,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     epochs = v.count(epochs, "epochs", minimum=1)
     opt = descent_options(0, **options)
-    try:
-        L = np.broadcast_shapes(lr.shape, lr_a.shape, *option_shapes(opt).values())
-    except ValueError:
-        raise ValueError(f"lr of shape {lr.shape} does not broadcast with lr_a of shape "
-                         f"{lr_a.shape} (and weight_decay, momentum)") from None
+    L = v.broadcast(lr=lr.shape, lr_a=lr_a.shape, **option_shapes(opt))
     batch_size = v.count(batch_size, "batch_size", minimum=2)
     if batch_size > len(ytr):
         raise ValueError(f"batch_size must be <= n_train = {len(ytr)}, got {batch_size}")
@@ -697,9 +639,8 @@ def _sgd(net, data, bases, order, opt, runs, keep_params):
         stepper = _Chunk(net, bases[si], order[si], Xtr, ytr,
                          {k: x[idx] for k, x in runs.items()}, opt)
         res = drive(stepper, opt, 0.0)
-        for k in ("batch_loss", "w_angle2"):
-            if k == "batch_loss" or stepper.heavy:
-                src = res["loss"][:-1] if k == "batch_loss" else res[k]
+        for k, src in (("batch_loss", res["loss"][:-1]), ("w_angle2", res.get("w_angle2"))):
+            if src is not None:
                 out.setdefault(k, np.full((src.shape[0], S, nL) + src.shape[2:], np.nan))[:, si, idx] = src
         alive = res["alive"][stepper.pos]
         live, where = {k: p[alive] for k, p in stepper.params.items()}, idx[stepper.pos[alive]]
@@ -743,18 +684,14 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
 
     Parameters
     ----------
-    sizes : tuple of int
+    sizes, loss, var_offset
         As :class:`~bnlib.nn.MLP`.
-    loss : {"cross_entropy", "quadratic"}
-    data : Digits
+    data, epochs, batch_size, seeds
+        As :func:`~bnlib.nn.train`.
     lr : array_like, shape (n,)
         The grid of ε.
     lr_a : array_like, shape (A,)
         The values of ε_a for ``"bn_split"``.
-    epochs, batch_size, seeds
-        As :func:`~bnlib.nn.train`.
-    var_offset : float, default 1e-5
-        BN's variance offset (as :class:`~bnlib.nn.MLP`).
     uniform : bool
         If true, every variant has model shape (S, A, n): ``"gd"`` and ``"bn"`` with A = 1
         (their ``lr_a`` of shape (1, n)), so one code path reads all three.
@@ -768,17 +705,15 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     Raises
     ------
     ValueError, TypeError
-        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`; also if ``lr`` or ``lr_a`` is not
-        1-D.
+        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`, and if ``lr`` or ``lr_a`` is not 1-D.
     """
     lr = v.positive_array(lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
     if lr.ndim != 1 or lr_a.ndim != 1:
         raise ValueError(f"lr and lr_a must be 1-D grids, got shapes {lr.shape} and {lr_a.shape}")
     kw = {"epochs": epochs, "batch_size": batch_size, "seeds": seeds}
-    offset = v.var_offset(var_offset)
-    plain = MLP(sizes, bn=False, loss=loss, var_offset=offset)
-    bn = MLP(sizes, bn=True, loss=loss, var_offset=offset)
+    plain = MLP(sizes, bn=False, loss=loss, var_offset=var_offset)
+    bn = MLP(sizes, bn=True, loss=loss, var_offset=var_offset)
     grid = lr[None, :] if uniform else lr
     return {"gd": train(plain, data, grid, **kw),
             "bn": train(bn, data, grid, **kw),
@@ -804,7 +739,7 @@ def effective_steps(net, params, X, lr):
     params : dict of numpy.ndarray
         Model shape P (as from :meth:`bnlib.nn.MLP.init` or ``SGDRun.params``).
     X : array_like, shape (B, d_in)
-        The batch whose statistics define σ_j² (e.g. the whole training set).
+        The batch (B ≥ 2) whose statistics define σ_j² (e.g. the whole training set).
     lr : float or array_like
         ε, broadcasting with P.
 
@@ -815,33 +750,28 @@ def effective_steps(net, params, X, lr):
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an MLP.
-    ValueError
-        If ``net`` has no BN, the parameters or data do not fit it, or ``lr`` is not positive.
+    TypeError, ValueError
+        As :func:`~bnlib.nn.top_bn_hessian`, and if ``lr`` is not positive.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
-    if not net.bn:
-        raise ValueError("effective_steps needs a network with BN")
-    params, P = net._check_params(params)
-    X = v.finite_array(X, "X")
-    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
-        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    params, P, X = _bn_batch(net, params, X, "effective_steps")
     lr = v.positive_array(lr, "lr")
     try:
         lr_b = np.broadcast_to(lr, P)[..., None]
     except ValueError:
         raise ValueError(f"lr of shape {lr.shape} does not broadcast with the model shape {P}") from None
-    out, a = [], X
+    return [lr_b * params[f"gamma{layer}"][..., 0, :] ** 2 / (z.var(axis=-2) + net.var_offset)
+            for layer, (z, _, _) in enumerate(_bn_layers(net, params, X))]
+
+
+def _bn_layers(net, params, X):
+    """Yield z, the BN output and its cache of every layer, in training mode on the batch X."""
+    a = X
     for layer in range(net.depth):
         z = a @ params[f"W{layer}"]
-        gamma = params[f"gamma{layer}"]
-        var = z.var(axis=-2)
-        out.append(lr_b * gamma[..., 0, :] ** 2 / (var + net.var_offset))
-        y, _ = batchnorm_forward(z, gamma, params[f"beta{layer}"], net.var_offset, axis=z.ndim - 2)
-        a = np.maximum(y, 0.0)
-    return out
+        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                       net.var_offset, axis=z.ndim - 2)
+        yield z, out, cache
+        a = np.maximum(out, 0.0)
 
 
 def top_bn_hessian(net, params, X, y):
@@ -857,12 +787,8 @@ def top_bn_hessian(net, params, X, y):
 
     Parameters
     ----------
-    net : bnlib.nn.MLP
-        A network with BN.
-    params : dict of numpy.ndarray
-        Model shape P.
-    X : array_like, shape (B, d_in)
-        The batch (e.g. the whole training set); B ≥ 2.
+    net, params, X
+        As :func:`~bnlib.nn.effective_steps`.
     y : array_like of int, shape (B,)
 
     Returns
@@ -872,10 +798,8 @@ def top_bn_hessian(net, params, X, y):
 
     Raises
     ------
-    TypeError
-        If ``net`` is not an MLP.
-    ValueError
-        If ``net`` has no BN, or the parameters or data do not fit it.
+    TypeError, ValueError
+        If ``net`` is not an MLP with BN, or the parameters or data do not fit it.
     """
     xhat, p, t = _top_layer(net, params, X, y)
     B, C = p.shape[-2], p.shape[-1]
@@ -904,38 +828,29 @@ def top_bn_hessian(net, params, X, y):
 
 
 def top_bn_sharpness(net, params, X, y):
-    """Return the largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian`.
+    """Return the largest eigenvalue λ of :func:`~bnlib.nn.top_bn_hessian` (same arguments), shape P.
 
     GD on (γ, β) alone with step ε_a is stable near a minimum when ε_a λ < 2.
-
-    Parameters, raises
-        As :func:`top_bn_hessian`.
-
-    Returns
-    -------
-    numpy.ndarray, shape P
     """
     return np.linalg.eigvalsh(top_bn_hessian(net, params, X, y))[..., -1]
 
 
-def _top_layer(net, params, X, y):
-    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+def _bn_batch(net, params, X, who):
+    """Check a BN network, its parameters (model shape P) and one batch X; return them."""
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
     if not net.bn:
-        raise ValueError("top_bn_hessian needs a network with BN")
+        raise ValueError(f"{who} needs a network with BN")
     params, P = net._check_params(params)
     X = v.finite_array(X, "X")
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (B, {net.sizes[0]}), got {X.shape}")
+    if X.ndim != 2 or X.shape[1] != net.sizes[0] or X.shape[0] < 2:
+        raise ValueError(f"X must have shape (B >= 2, {net.sizes[0]}), got {X.shape}")
+    return params, P, X
+
+
+def _top_layer(net, params, X, y):
+    """x̂ of the last layer, the softmax output p and the one-hot labels t, shape (P..., B, C)."""
+    params, _, X = _bn_batch(net, params, X, "top_bn_hessian")
     X, y = net._check_data(X, y, ())
-    a = X
-    for layer in range(net.depth):
-        z = a @ params[f"W{layer}"]
-        out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
-                                       net.var_offset, axis=z.ndim - 2)
-        a = np.maximum(out, 0.0)
-    e = np.exp(out - out.max(axis=-1, keepdims=True))
-    p = e / e.sum(axis=-1, keepdims=True)
-    t = (y[:, None] == np.arange(net.n_classes)).astype(float)
-    return cache.xhat, p, t
+    *_, (_, out, cache) = _bn_layers(net, params, X)
+    return cache.xhat, _softmax(out)[2], _onehot(y, net.n_classes)
