@@ -364,3 +364,19 @@ def test_wn_jacobian_against_finite_differences(problem):
         assert np.isclose(others.max(), wn_rate(problem.H, problem.u_star, lr * nu**2 / s**2, la),
                           rtol=1e-6)
         assert mods.size == problem.d + 1
+
+
+@pytest.mark.parametrize(("jump", "steady"), [(0.5, True), (2.0, False)])
+def test_contraction_steady_flag_at_its_tolerance(jump, steady):
+    """A tail made of two geometric halves whose log-slopes differ by ``jump`` times the
+    tolerance rtol·max|slope| is steady below the tolerance and not above it (the two halves
+    are the two halves of the fitted tail, split at its middle)."""
+    from bnlib import contraction
+
+    rtol, s1 = 0.05, -0.2
+    s2 = s1 * (1 + jump * rtol)                    # |s1 - s2| = jump · rtol · |s1|
+    n = 400                                        # tail=0.5: the fit is the last 200 points
+    k = np.arange(n)
+    logh = np.where(k < 300, s1 * k, s1 * 300 + s2 * (k - 300))
+    c = contraction(np.exp(logh), rtol=rtol, rel_floor=1e-300, min_decay=1.0)
+    assert bool(c.steady) is steady
