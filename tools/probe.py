@@ -229,22 +229,25 @@ def _move(r, scale=None, inplace=False):
             ss = None if scale is None else [float(scale)]
             return np.float64(_py_moved([x], [bits], ss)[0])
         return _move_reference(r, scale, inplace)
-    if type(r) is not np.ndarray or not r.flags.c_contiguous or (scale is not None and not (
-            type(scale) is np.ndarray and scale.dtype == np.float64 and scale.shape == r.shape)):
+    inplace = inplace and r.flags.writeable
+    if type(r) is not np.ndarray or not (inplace or r.flags.c_contiguous) or (
+            scale is not None and not (type(scale) is np.ndarray and scale.dtype == np.float64
+                                       and scale.shape == r.shape)):
+        # (a new array from a non-contiguous r: the reference decides its memory layout)
         return _move_reference(r, scale, inplace)
-    x = r.reshape(-1)
+    x = np.ascontiguousarray(r).reshape(-1)        # elementwise: any layout gives the same values
     if x.size <= _SMALL:
         ss = None if scale is None else scale.reshape(-1).tolist()
         moved = np.array(_py_moved(x.tolist(), x.view(np.uint64).tolist(), ss),
                          dtype=np.float64).reshape(r.shape)
-        if inplace and r.flags.writeable:
+        if inplace:
             r[...] = moved
             return r
         return moved
     with np.errstate(all="ignore"):
         s = None if scale is None else np.abs(scale.reshape(-1))
         f = _np_moved(x, s).reshape(r.shape)
-        if inplace and r.flags.writeable:
+        if inplace:
             r += f
             return r
         return r + f
@@ -334,15 +337,27 @@ def _einsum_terms_of(spec, operands) -> int:
     return terms
 
 
-def _numpy_sum_like(name, args, r):
-    """The usual case of :func:`_sum_like`, faster: ``np.name(*args)`` with float arrays (and
-    an einsum spec) and no keywords. None where the general code must decide."""
+def _numpy_sum_like(name, args, kwargs, r):
+    """The usual case of :func:`_sum_like`, faster: ``np.name(*args, **kwargs)`` with float
+    arrays (and an einsum spec) and no keywords but ``out``, ``axis`` and ``keepdims`` (which
+    the magnitude call takes unchanged, as ``_abs`` leaves them). None where the general code
+    must decide."""
     ops = args[1:] if name == "einsum" and args and type(args[0]) is str else args
     if not ops:
         return None
     for op in ops:
         if type(op) is not np.ndarray or op.dtype.kind not in "fc":
             return None
+    kw = kwargs
+    if kwargs:
+        kw = {}
+        for k, v in kwargs.items():
+            if k == "out":
+                continue
+            if k not in ("axis", "keepdims") or not (v is None or type(v) in (int, bool) or (
+                    type(v) is tuple and all(type(i) is int for i in v))):
+                return None
+            kw[k] = v
     first = ops[0]
     if ops is not args:
         terms = _einsum_terms_of(args[0], ops)
@@ -354,8 +369,8 @@ def _numpy_sum_like(name, args, r):
         terms = 2
     if terms < 2:
         return r
-    mag = getattr(np, name)(*(np.abs(a) if type(a) is np.ndarray else a for a in args))
-    return _move(r, mag)
+    mag = getattr(np, name)(*(np.abs(a) if type(a) is np.ndarray else a for a in args), **kw)
+    return _move(r, mag, inplace="out" in kwargs)
 
 
 def _sum_like(obj, name, *args, **kwargs):
@@ -367,8 +382,8 @@ def _sum_like(obj, name, *args, **kwargs):
     r = getattr(obj, name)(*args, **kwargs)
     if not _ready(r):
         return r
-    if obj is np and not kwargs:
-        moved = _numpy_sum_like(name, args, r)
+    if obj is np:
+        moved = _numpy_sum_like(name, args, kwargs, r)
         if moved is not None:
             return moved
     if not _is_numpy(obj):
