@@ -180,7 +180,11 @@ def _py_moved(xs, bs, ss):
 
 
 def _consts(n: int):
-    """Full-size uint64 operands of the hash for arrays of n entries (cached per size)."""
+    """Full-size uint64 operands of the hash for arrays of n entries (cached per size up to
+    4096 entries; larger arrays take scalars, whose overhead their own work hides)."""
+    if n > 4096:
+        return tuple(np.uint64(v) for v in (_MANT, _State.key, _C1, 31, _C2, 29, _C3, 32, 11,
+                                            _LOW, 0))
     got = _CONSTS.get(n)
     if got is None or got[0] != _State.key:
         if len(_CONSTS) > 64:
