@@ -98,7 +98,10 @@ def _key(seed: int) -> np.uint64:
 
 
 def _factors(x: np.ndarray) -> np.ndarray:
-    """delta * xi for each element of the float64 array x (0 where x is left alone)."""
+    """delta * xi for each element of the float64 array x (0 where x is left alone).
+
+    The reference implementation of the hash: :func:`_move` computes the same factors by the
+    faster paths below (tests/test_probe.py checks that they agree bitwise)."""
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint64)
     m = bits & _MANT
     h = m ^ _State.key
@@ -121,8 +124,8 @@ def _ready(x) -> bool:
         or type(x) is np.float64)
 
 
-def _move(r, scale=None, inplace=False):
-    """``r + delta * xi * scale`` (``scale`` defaults to ``|r|``), for a float64 array or scalar."""
+def _move_reference(r, scale=None, inplace=False):
+    """:func:`_move` written plainly (the definition; used for the unusual cases)."""
     with np.errstate(all="ignore"):
         a = np.array([r]) if type(r) is np.float64 else r
         f = _factors(a)
@@ -134,6 +137,121 @@ def _move(r, scale=None, inplace=False):
         if type(r) is np.float64:
             return np.float64((a + f)[0])
         if inplace and r.flags.writeable:
+            r += f
+            return r
+        return r + f
+
+
+# The probe's cost is the number of calls it wraps (hundreds of thousands of products of
+# small arrays per chapter), so _move has two fast paths that compute bitwise the same
+# numbers as _move_reference: Python integer arithmetic for scalars and arrays of up to
+# _SMALL entries (a numpy call costs as much as hashing a few entries in Python), and for
+# larger arrays the same numpy operations with full-size constant operands (a ufunc call
+# with a scalar operand costs several times one without) and no temporary masks.
+_SMALL = 24
+_M64 = (1 << 64) - 1
+_IMANT, _ILOW, _IEXP = int(_MANT), int(_LOW), int(_EXP)
+_IC1, _IC2, _IC3 = int(_C1), int(_C2), int(_C3)
+_CONSTS: dict = {}
+
+
+def _py_moved(xs, bs, ss):
+    """The moved values of the Python floats ``xs`` with bit patterns ``bs`` (``ss``: the
+    scales, or None for relative moves), in Python arithmetic (IEEE double, as numpy's)."""
+    key, delta = int(_State.key), _State.delta
+    c = 2.0 ** -52 * delta
+    out = []
+    for i, b in enumerate(bs):
+        x = xs[i]
+        m = b & _IMANT
+        if m & _ILOW and b & _IEXP != _IEXP:
+            h = ((m ^ key) * _IC1) & _M64
+            h = ((h ^ (h >> 31)) * _IC2) & _M64
+            h = ((h ^ (h >> 29)) * _IC3) & _M64
+            f = ((h ^ (h >> 32)) >> 11) * c - delta
+        else:
+            f = 0.0
+        if ss is None:
+            out.append(x + (f * x if f != 0.0 else 0.0))
+        else:
+            s = abs(ss[i])
+            out.append(x + (f * s if s - s == 0.0 else 0.0))     # s - s == 0: s finite
+    return out
+
+
+def _consts(n: int):
+    """Full-size uint64 operands of the hash for arrays of n entries (cached per size up to
+    4096 entries; larger arrays take scalars, whose overhead their own work hides)."""
+    if n > 4096:
+        return tuple(np.uint64(v) for v in (_MANT, _State.key, _C1, 31, _C2, 29, _C3, 32, 11,
+                                            _LOW, 0))
+    got = _CONSTS.get(n)
+    if got is None or got[0] != _State.key:
+        if len(_CONSTS) > 64:
+            _CONSTS.clear()
+        full = [np.full(n, v, dtype=np.uint64) for v in
+                (_MANT, _State.key, _C1, 31, _C2, 29, _C3, 32, 11, _LOW, 0)]
+        got = _CONSTS[n] = (_State.key, *full)
+    return got[1:]
+
+
+def _np_moved(x, s):
+    """The moved values of the C-contiguous 1-D float64 array x (s: |scale| or None)."""
+    mant, key, c1, s31, c2, s29, c3, s32, s11, low, zero = _consts(x.size)
+    bits = x.view(np.uint64)
+    m = np.bitwise_and(bits, mant)
+    h = np.bitwise_xor(m, key)
+    t = np.empty_like(h)
+    np.multiply(h, c1, out=h)
+    np.bitwise_xor(h, np.right_shift(h, s31, out=t), out=h)
+    np.multiply(h, c2, out=h)
+    np.bitwise_xor(h, np.right_shift(h, s29, out=t), out=h)
+    np.multiply(h, c3, out=h)
+    np.bitwise_xor(h, np.right_shift(h, s32, out=t), out=h)
+    np.right_shift(h, s11, out=h)
+    f = h.astype(np.float64)
+    f *= 2.0 ** -52 * _State.delta
+    f -= _State.delta
+    keep = np.not_equal(np.bitwise_and(m, low, out=m), zero)
+    keep &= np.isfinite(x)
+    if s is None:
+        f *= x
+    else:
+        f *= s
+        keep &= np.isfinite(s)
+    return np.where(keep, f, 0.0)
+
+
+def _move(r, scale=None, inplace=False):
+    """``r + delta * xi * scale`` (``scale`` defaults to ``|r|``), for a float64 array or scalar.
+
+    Bitwise the same as :func:`_move_reference`, faster."""
+    if type(r) is np.float64:
+        if scale is None or type(scale) is np.float64 or type(scale) is float:
+            x = float(r)
+            bits = int(r.view(np.uint64))
+            ss = None if scale is None else [float(scale)]
+            return np.float64(_py_moved([x], [bits], ss)[0])
+        return _move_reference(r, scale, inplace)
+    inplace = inplace and r.flags.writeable
+    if type(r) is not np.ndarray or not (inplace or r.flags.c_contiguous) or (
+            scale is not None and not (type(scale) is np.ndarray and scale.dtype == np.float64
+                                       and scale.shape == r.shape)):
+        # (a new array from a non-contiguous r: the reference decides its memory layout)
+        return _move_reference(r, scale, inplace)
+    x = np.ascontiguousarray(r).reshape(-1)        # elementwise: any layout gives the same values
+    if x.size <= _SMALL:
+        ss = None if scale is None else scale.reshape(-1).tolist()
+        moved = np.array(_py_moved(x.tolist(), x.view(np.uint64).tolist(), ss),
+                         dtype=np.float64).reshape(r.shape)
+        if inplace:
+            r[...] = moved
+            return r
+        return moved
+    with np.errstate(all="ignore"):
+        s = None if scale is None else np.abs(scale.reshape(-1))
+        f = _np_moved(x, s).reshape(r.shape)
+        if inplace:
             r += f
             return r
         return r + f
@@ -209,6 +327,56 @@ def _einsum_terms(spec, operands) -> int:
         return 2
 
 
+_EINSUM_TERMS: dict = {}
+
+
+def _einsum_terms_of(spec, operands) -> int:
+    """:func:`_einsum_terms` for ndarray operands, remembered per spec and shapes."""
+    key = (spec, *(op.shape for op in operands))
+    terms = _EINSUM_TERMS.get(key)
+    if terms is None:
+        if len(_EINSUM_TERMS) > 1024:
+            _EINSUM_TERMS.clear()
+        terms = _EINSUM_TERMS[key] = _einsum_terms(spec, operands)
+    return terms
+
+
+def _numpy_sum_like(name, args, kwargs, r):
+    """The usual case of :func:`_sum_like`, faster: ``np.name(*args, **kwargs)`` with float
+    arrays (and an einsum spec) and no keywords but ``out``, ``axis`` and ``keepdims`` (which
+    the magnitude call takes unchanged, as ``_abs`` leaves them). None where the general code
+    must decide."""
+    ops = args[1:] if name == "einsum" and args and type(args[0]) is str else args
+    if not ops:
+        return None
+    for op in ops:
+        if type(op) is not np.ndarray or op.dtype.kind not in "fc":
+            return None
+    kw = kwargs
+    if kwargs:
+        kw = {}
+        for k, v in kwargs.items():
+            if k == "out":
+                continue
+            if k not in ("axis", "keepdims") or not (v is None or type(v) in (int, bool) or (
+                    type(v) is tuple and all(type(i) is int for i in v))):
+                return None
+            kw[k] = v
+    first = ops[0]
+    if ops is not args:
+        terms = _einsum_terms_of(args[0], ops)
+    elif name in _CONTRACT_LAST:
+        terms = first.shape[-1] if first.ndim else 1
+    elif name in _REDUCE:
+        terms = max(first.size // max(np.size(r), 1), 1)
+    else:
+        terms = 2
+    if terms < 2:
+        return r
+    mag = getattr(np, name)(*(np.abs(a) if type(a) is np.ndarray else a for a in args), **kw)
+    return _move(r, mag, inplace="out" in kwargs)
+
+
 def _sum_like(obj, name, *args, **kwargs):
     """``obj.name(*args, **kwargs)`` for a sum-like numpy function or array method, its float
     result moved by delta * xi * (the same call on the absolute values of the operands).
@@ -216,7 +384,13 @@ def _sum_like(obj, name, *args, **kwargs):
     Left alone: results of integer or boolean operands only (exact, or one correctly rounded
     division, everywhere) and "sums" of a single term."""
     r = getattr(obj, name)(*args, **kwargs)
-    if not (_ready(r) and _is_numpy(obj)):
+    if not _ready(r):
+        return r
+    if obj is np:
+        moved = _numpy_sum_like(name, args, kwargs, r)
+        if moved is not None:
+            return moved
+    if not _is_numpy(obj):
         return r
     operands = ([obj] if isinstance(obj, np.ndarray) else []) + [
         a for a in args if not isinstance(a, str)]
@@ -231,7 +405,14 @@ def _sum_like(obj, name, *args, **kwargs):
 
 def _matmul(a, b):
     r = a @ b
-    if not _ready(r) or _terms("matmul", [a], r) < 2:
+    if not _ready(r):
+        return r
+    if type(a) is np.ndarray and type(b) is np.ndarray:      # the usual case, faster
+        if (a.shape[-1] if a.ndim else 1) < 2:
+            return r
+        return _move(r, (np.abs(a) if a.dtype.kind in "fc" else a)
+                     @ (np.abs(b) if b.dtype.kind in "fc" else b))
+    if _terms("matmul", [a], r) < 2:
         return r
     return _move(r, _abs(np.asarray(a)) @ _abs(np.asarray(b)))
 
