@@ -3,7 +3,7 @@
 A number the book states in two chapters is measured once, here: the learning-rate study of
 chapters 06, 07 and 12 (:func:`lr_study`, :func:`standard_windows`), the weight-decay
 study of chapters 10 and 12 (:func:`standard_decay`), and the network study of chapters 11
-and 12 (:func:`softmax_quadratic`, :func:`split_runs`).
+and 12 (:func:`softmax_quadratic`, :func:`split_runs`, :func:`hidden_widths`).
 """
 
 from __future__ import annotations
@@ -201,3 +201,53 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
     net = MLP((data.X_train.shape[1], 10), bn=True, loss="quadratic")
     return train(net, data, grid[None, :], lr_a[:, None], epochs=epochs, seeds=seeds,
                keep_params=True)
+
+
+#: The width study's grid: every other point of :data:`SOFTMAX_LR`, two per decade.
+WIDTH_LR = SOFTMAX_LR[::2]
+
+
+def hidden_widths(data, widths=(10, 100), *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
+    """Train the width study: one hidden layer 64 → h → 10, quadratic loss, gd and bn_split.
+
+    For each width h, ``"gd"`` (no BN, biases) and ``"bn_split"`` (BN after both dense
+    layers, ε_a = 0.1) over the grid :data:`WIDTH_LR` (or ``lr``), with the study's seeds
+    and, by default, its main budget of :data:`LONG_EPOCHS`. The grid has two points per
+    decade because a width-100 network costs several times as much per step as a width-10
+    one; its points are points of :data:`SOFTMAX_LR`, and the models of a grid train
+    independently, so a model here is the model of the same ε, seed and width on the
+    finer grid.
+
+    Parameters
+    ----------
+    data : bnlib.nn.Digits
+    widths : sequence of int
+        Hidden widths h ≥ 1.
+    epochs : int
+    seeds : sequence of int
+    lr : array_like or None
+        1-D grid of ε; ``None`` for :data:`WIDTH_LR`.
+
+    Returns
+    -------
+    dict
+        ``{h: {"gd": SGDRun, "bn_split": SGDRun}}``; model shapes (S, n) and (S, 1, n).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`bnlib.nn.train`, or if ``lr`` is not 1-D or a width is not a positive
+        integer.
+    """
+    grid = v.positive_array(WIDTH_LR if lr is None else lr, "lr")
+    if grid.ndim != 1:
+        raise ValueError(f"lr must be 1-D, got shape {grid.shape}")
+    d_in = data.X_train.shape[1]
+    out = {}
+    for h in widths:
+        h = v.count(h, "widths", minimum=1)
+        nets = {bn: MLP((d_in, h, 10), bn=bn, loss="quadratic") for bn in (False, True)}
+        kw = {"epochs": epochs, "seeds": seeds}
+        out[h] = {"gd": train(nets[False], data, grid, **kw),
+                  "bn_split": train(nets[True], data, grid[None, :], np.array([[0.1]]), **kw)}
+    return out

@@ -168,3 +168,27 @@ def test_split_runs_repeat_the_sweep_and_keep_parameters():
     np.testing.assert_array_equal(split.test_acc[:, 0], runs["bn_split"].test_acc[:, 1])
     with pytest.raises(ValueError, match="1-D"):
         studies.split_runs(data, [[1.0]], epochs=1)
+
+
+def test_hidden_widths_grid_and_models_trained_alone():
+    from bnlib import load_digits_split
+
+    lr = studies.WIDTH_LR
+    assert np.allclose(np.diff(np.log10(lr)), 0.5)              # two points per decade
+    assert np.isin(lr, studies.SOFTMAX_LR).all()               # points of the finer grid
+    data = load_digits_split(0)
+    runs = studies.hidden_widths(data, (3,), epochs=1, seeds=(0,), lr=lr[[3, 5]])
+    assert runs[3]["gd"].test_acc.shape == (1, 2)
+    assert runs[3]["bn_split"].test_acc.shape == (1, 1, 2)
+    # each model of the grid is the network trained alone at its eps (eps_a = 0.1 with BN)
+    alone_gd = nn.train(MLP((64, 3, 10), bn=False, loss="quadratic"), data, lr[5], epochs=1)
+    alone_bn = nn.train(MLP((64, 3, 10), bn=True, loss="quadratic"), data, lr[5], 0.1,
+                        epochs=1)
+    np.testing.assert_allclose(runs[3]["gd"].batch_loss[:, 0, 1], alone_gd.batch_loss[:, 0],
+                               rtol=1e-12)
+    np.testing.assert_allclose(runs[3]["bn_split"].batch_loss[:, 0, 0, 1],
+                               alone_bn.batch_loss[:, 0], rtol=1e-12)
+    with pytest.raises(ValueError, match="1-D"):
+        studies.hidden_widths(data, (3,), epochs=1, lr=[[1.0]])
+    with pytest.raises(ValueError, match="widths"):
+        studies.hidden_widths(data, (0,), epochs=1, lr=[1.0])
