@@ -197,6 +197,18 @@ def test_sgd_floor_against_simulation_and_small_step_limit(problem):
     assert np.isinf(theory.sgd_floor(problem, B, 10.0))
 
 
+def test_sgd_floor_is_infinite_once_the_noise_feedback_reaches_one(problem):
+    """Below the stability edge of every mode the floor is finite exactly while the noise
+    feedback S = (ε/B) Σ λ_i/(2 − ε(1 + 1/B)λ_i) is below 1 (the geometric series of the
+    recursion converges), and infinite from S = 1 on."""
+    B, lam = 2, problem.eigvals
+    lr = np.linspace(1e-3, 2 / ((1 + 1 / B) * lam.max()), 400, endpoint=False)
+    S = lr / B * np.sum(lam / (2 - np.outer(lr * (1 + 1 / B), lam)), axis=1)
+    out = theory.sgd_floor(problem, B, lr)
+    assert np.any((S >= 1) & (S < 2)) and np.any(S < 1)
+    assert np.all(np.isinf(out[S >= 1])) and np.all(np.isfinite(out[S < 1]))
+
+
 def test_norm_growth_solves_the_recursion():
     v, lr, c = 1.0, 0.5, 2.0
     vs = [v]

@@ -400,7 +400,8 @@ class Runner:
                 if code != 0:
                     detail = "timeout" if code is None else _first_failure(out)
                     return Outcome(site, True, stage, time.perf_counter() - start, detail)
-            return Outcome(site, False, "full", time.perf_counter() - start)
+            # the diff from the copy's text: the real file may have changed during the run
+            return Outcome(site, False, "full", time.perf_counter() - start, site.diff(original))
         finally:
             target.write_text(original, encoding="utf-8")
             self.copies.put(copy)
@@ -442,7 +443,7 @@ def report(sites: dict[str, list[Site]], outcomes: list[Outcome], args, times: t
     survivors = [o for o in outcomes if not o.killed]
     print(f"\nsurvivors ({len(survivors)}):")
     for o in survivors:
-        print(f"  {o.site.label()}\n{o.site.diff((ROOT / o.site.path).read_text(encoding='utf-8'))}")
+        print(f"  {o.site.label()}\n{o.detail}")
     stages = Counter(o.stage for o in outcomes if o.killed)
     rate = k / n if n else float("nan")
     baseline, wall = times
@@ -506,7 +507,8 @@ def _run_all(runner: Runner, chosen: list[Site], jobs: int) -> list[Outcome]:
             done.append(outcome)
             verdict = "killed " if outcome.killed else "SURVIVED"
             print(f"[{len(done):>3}/{len(chosen)}] {verdict} {outcome.stage:<6} {outcome.seconds:5.1f} s  "
-                  f"{site.label()}  {outcome.detail}", file=sys.stderr, flush=True)
+                  f"{site.label()}  {outcome.detail if outcome.killed else ''}", file=sys.stderr,
+                  flush=True)
         return outcome
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
