@@ -23,7 +23,7 @@ from .ols import check_problem, normalized_excess, normalized_grad
 __all__ = list(PUBLIC["flow"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlowRun:
     """The result of :func:`~bnlib.flow.bn_flow`.
 

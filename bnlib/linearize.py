@@ -333,7 +333,7 @@ def compare_acceleration(problem, lr, a0, w0, tol, max_steps, lr_a=1.0):
                         speedup_asymptotic=theory.asymptotic_speedup(p))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Contraction:
     """The result of :func:`~bnlib.linearize.contraction`; every field has the batch shape B of the history.
 

@@ -126,7 +126,7 @@ def crossing_width(y, lr, level, axis=-1):
     return v.scalar_or_array(width)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Windows:
     """The result of :func:`~bnlib.windows.lr_windows`; S problems, n step sizes, B BNGD settings.
 
