@@ -203,7 +203,7 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
                keep_params=True)
 
 
-#: The width study's grid: every other point of :data:`SOFTMAX_LR`, two per decade.
+#: Every other point of SOFTMAX_LR, two per decade (the grid of the width study).
 WIDTH_LR = SOFTMAX_LR[::2]
 
 
