@@ -144,22 +144,49 @@ def options(steps, tol=None, record="all", blowup=1e10, weight_decay=0.0, moment
     return Options(**v.run_options(steps, tol, record, blowup, weight_decay, momentum))
 
 
-def _stacked(rows, length, shape, fill):
-    """Stack recorded rows, padded with ``fill`` to ``length`` rows (runs that all died)."""
-    out = np.stack(rows) if rows else np.empty((0,) + shape)
-    if length > out.shape[0]:
-        out = np.concatenate([out, np.full((length - out.shape[0],) + out.shape[1:], fill)])
-    return out
+class _Records:
+    """The records of one kind (measured or stepped), row k of every name written in place.
 
+    The arrays are allocated at the first row: at full length when the loop cannot stop
+    early (no ``tol``), else grown by doubling. Diverged runs and dropped columns get the
+    name's fill.
+    """
 
-def _append(rows, values, alive, whole, where):
-    """Record one row per name: diverged runs masked with the name's fill, dropped columns put back."""
-    cols, N = where
-    for (row, fill), x in zip(rows, values, strict=True):
-        vec = x.ndim > alive.ndim
-        if not whole:
-            x = masked(alive, x, fill, vec)
-        row.append(x if cols is None else _scatter(x, cols, N, fill, vec))
+    def __init__(self, fills, length, N, grow):
+        self.fills, self.length, self.N, self.rows, self.arrays = fills, length, N, 0, None
+        self.size = min(length, 64) if grow else length
+
+    def put(self, values, alive, dead, cols):
+        """Write one row per name; ``dead`` is ``~alive`` or None when every run is alive."""
+        k = self.rows
+        if self.arrays is None:
+            self.arrays = [np.empty((self.size,) + alive.shape[:-1] + (self.N,) + x.shape[alive.ndim:])
+                           for x in values]
+        elif k == self.size:
+            self.size = min(2 * self.size, self.length)
+            self.arrays = [np.concatenate([a, np.empty_like(a[:self.size - k])]) for a in self.arrays]
+        for a, fill, x in zip(self.arrays, self.fills, values, strict=True):
+            if cols is not None:
+                a[k] = fill
+                x = x if dead is None else masked(alive, x, fill, x.ndim > alive.ndim)
+                a[k][(..., cols) + (slice(None),) * (x.ndim - alive.ndim)] = x
+            else:
+                a[k] = x
+                if dead is not None:
+                    a[k][dead] = fill
+        self.rows = k + 1
+
+    def stacked(self, length, shape):
+        """Return the arrays cut, or padded with the fills, to ``length`` rows."""
+        if self.arrays is None:
+            return [np.full((length,) + shape, fill) for fill in self.fills]
+        out = []
+        for a, fill in zip(self.arrays, self.fills, strict=True):
+            a = a[:min(self.rows, length)]
+            if length > a.shape[0]:
+                a = np.concatenate([a, np.full((length - a.shape[0],) + a.shape[1:], fill)])
+            out.append(a)
+        return out
 
 
 def drive(stepper, opt, c):
@@ -172,7 +199,8 @@ def drive(stepper, opt, c):
         supplies ``names``/``fills`` and ``step_names`` (the records beyond loss and excess,
         and what a diverged run shows), ``measure()`` → ``(loss, excess, ok, rows)`` (``ok``
         False where the state is not finite, or None), ``step()`` → the rows of ``step_names``,
-        ``keep(live)`` (drop columns; only if ``prunable``) and ``finals()`` (a dict).
+        ``keep(live)`` (drop columns; only if ``prunable``) and ``finals()`` (a dict). The
+        driver copies every row it is given, so a stepper may return its state arrays.
     opt : Options
     c : float or numpy.ndarray
         The loss at u = 0 (twice the divergence floor), per problem.
@@ -191,40 +219,52 @@ def drive(stepper, opt, c):
     ``nan`` else) and no floating-point warning escapes. Columns without a live run are
     dropped once they are 1/8 of all (put back in the records). The loop stops after
     ``steps`` steps, once no run is alive (records padded to K+1 rows), or once every live
-    run has ``excess <= tol`` (L = k+1).
+    run has ``excess <= tol`` (L = k+1). Records are written into preallocated arrays, and
+    the masking works only once a run has diverged.
     """
-    rows = [([], f) for f in (np.inf, np.inf) + stepper.fills]
-    srows = [([], np.nan) for _ in stepper.step_names]
     alive = np.ones(stepper.shape, dtype=bool)
-    N, cols, limit, length = alive.shape[-1], None, None, opt.steps + 1
+    N, cols, limit, length, dead = alive.shape[-1], None, None, opt.steps + 1, None
+    measured = _Records((np.inf, np.inf) + stepper.fills, opt.steps + 1, N, opt.tol is not None)
+    stepped = _Records((np.nan,) * len(stepper.step_names), opt.steps, N, opt.tol is not None)
     with np.errstate(all="ignore"):
         for k in range(opt.steps + 1):
             loss, exc, ok, values = stepper.measure()
             if limit is None:
                 limit = divergence_limit(loss, c, opt.blowup)
-            alive &= loss <= limit if ok is None else (loss <= limit) & ok   # False for nan, inf
-            whole = bool(alive.all())
-            _append(rows, (loss, exc) + values, alive, whole, (cols, N))
-            if k == opt.steps or not (whole or alive.any()):
+            fine = loss <= limit                   # False for nan and inf
+            if ok is not None:
+                fine &= ok
+            if dead is not None or np.count_nonzero(fine) < fine.size:
+                alive &= fine
+                dead = ~alive
+            measured.put((loss, exc) + values, alive, dead, cols)
+            if k == opt.steps or (dead is not None and not np.count_nonzero(alive)):
                 break
-            if opt.tol is not None and (exc.max() <= opt.tol if whole else
-                                        np.all(exc[alive] <= opt.tol)):
+            if opt.tol is not None and _converged(exc, alive, dead, opt.tol):
                 length = k + 1
                 break
-            if not whole and stepper.prunable:
+            if dead is not None and stepper.prunable:
                 cols, alive, limit = _prune(stepper, alive, limit, cols, N)
-            _append(srows, stepper.step(), alive, whole, (cols, N))
+                dead = ~alive if np.count_nonzero(alive) < alive.size else None
+            rows = stepper.step()
+            if rows:
+                stepped.put(rows, alive, dead, cols)
         finals = stepper.finals()
-    names = ("loss", "excess") + stepper.names
-    out = {nm: _stacked(r, length, alive.shape[:-1] + (N,), f)
-           for nm, (r, f) in zip(names, rows, strict=True)}
-    out.update({nm: _stacked(r, length - 1, alive.shape[:-1] + (N,), f)
-                for nm, (r, f) in zip(stepper.step_names, srows, strict=True)})
+    shape = alive.shape[:-1] + (N,)
+    out = dict(zip(("loss", "excess") + stepper.names, measured.stacked(length, shape), strict=True))
+    out.update(zip(stepper.step_names, stepped.stacked(length - 1, shape), strict=True))
     out["alive"] = _scatter(alive, cols, N, False, False)
     for nm, x in finals.items():
         vec = x.ndim > alive.ndim
         out[nm] = _scatter(masked(alive, x, np.nan, vec), cols, N, np.nan, vec)
     return out
+
+
+def _converged(exc, alive, dead, tol):
+    """Whether every live run has ``excess <= tol`` (False for nan)."""
+    if dead is None:
+        return np.count_nonzero(exc <= tol) == exc.size
+    return bool(np.all(exc[alive] <= tol))
 
 
 def _prune(stepper, alive, limit, cols, N):
