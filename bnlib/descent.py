@@ -279,9 +279,9 @@ def _prune(stepper, alive, limit, cols, N):
 class _Data:
     """Problem arrays laid out for the steppers.
 
-    One problem: H (d, d), g, gcol, u, ucol (d,), jstar and c floats; the state is W (N, d).
-    S stacked problems: H (S, d, d), g and u (S, 1, d), gcol and ucol (S, d, 1), jstar and
-    c (S, 1); the state is W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when
+    One problem: H (d, d), g, u (d,), jstar and c floats; the state is W (N, d).
+    S stacked problems: H (S, d, d), g and u (S, 1, d), jstar and c (S, 1); the state is
+    W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when
     every H is diagonal (a problem written in its eigenbasis: H w is then an elementwise
     product, O(d) instead of O(d²) per run and step), else None.
     """
@@ -292,16 +292,15 @@ class _Data:
         diagonal = all(v.is_diagonal(q.H) for q in problems)
         if not stacked:
             self.S = None
-            self.H, self.g, self.gcol, self.u, self.ucol = p.H, p.g, p.g, p.u_star, p.u_star
-            self.jstar, self.c = p.min_loss, p.c
+            self.H, self.g, self.u = p.H, p.g, p.u_star
+            self.jstar, self.c = np.float64(p.min_loss), p.c
             self.hdiag = np.ascontiguousarray(np.diagonal(p.H)) if diagonal else None
             return
         self.S = len(problems)
         self.H = None if diagonal else np.stack([q.H for q in problems])   # no dense stack
         self.hdiag = np.stack([np.diagonal(q.H) for q in problems])[:, None, :] if diagonal else None
         g, u = np.stack([q.g for q in problems]), np.stack([q.u_star for q in problems])
-        self.g, self.gcol = g[:, None, :], np.ascontiguousarray(g[:, :, None])
-        self.u, self.ucol = u[:, None, :], np.ascontiguousarray(u[:, :, None])
+        self.g, self.u = g[:, None, :], u[:, None, :]
         self.jstar = np.array([q.min_loss for q in problems])[:, None]
         self.c = np.array([q.c for q in problems])[:, None]
 
@@ -425,7 +424,7 @@ class _GD(Runs):
         np.subtract(d.hw(W, self.HW), self.gfull, out=self.G)
         np.subtract(W, d.u, out=self.R)
         exc = 0.5 * np.vecdot(self.R, self.G)
-        return d.jstar + exc, exc, None, (W.copy(),) if self.names else ()
+        return d.jstar + exc, exc, None, (W,) if self.names else ()
 
     def step(self):
         """Move every run one step."""
@@ -444,25 +443,26 @@ class _GD(Runs):
 class _Normalized(Runs):
     """BNGD's (``euclid=False``) or WNGD's step on (a, w), laid-out problems.
 
-    W and H W share one array Z = [W, HW] so that one call gives both ‖w‖² and ‖w‖²_H; BN's
-    G overwrites HW, WN's needs its own G and D (:func:`~bnlib.ols.normalized_grad`).
+    The state W lives in one array Z = [u*, W, H W, g] (each row of W's shape), so that one
+    call gives ‖w‖², ‖w‖²_H and wᵀg, and one more u*ᵀG and wᵀG; BN's G overwrites H W, WN's
+    needs its own G and D (:func:`~bnlib.ols.normalized_grad`).
     """
 
     step_names = ()
 
     def __init__(self, data, W, A, eps, eps_a, opt, flat, euclid):
         self.data, self.A, self.eps, self.eps_a, self.euclid = data, A, eps, eps_a, euclid
-        self.names = ("lr_eff", "w_norm") + (("w", "a") if opt.record == "all" else ())
+        self.all = opt.record == "all"
+        self.names = ("lr_eff", "w_norm") + (("w", "a") if self.all else ())
         self.fills = (np.nan,) * len(self.names)
         self.shape = W.shape[:-1]
         self._work(W)
         self.heavy_ball(opt, flat, scale=True)
 
     def _work(self, W, R=None):
-        self.Z = np.empty((2,) + W.shape)
-        self.Z[0] = W
-        self.W, self.HW = self.Z[0], self.Z[1]
-        self.gfull = np.ascontiguousarray(np.broadcast_to(self.data.g, W.shape))
+        self.Z = np.empty((4,) + W.shape)
+        self.Z[0], self.Z[1], self.Z[3] = self.data.u, W, self.data.g
+        self.W, self.HW = self.Z[1], self.Z[2]
         self.G, self.R = (self.HW, self.HW) if not self.euclid else (np.empty_like(W), np.empty_like(W))
         if R is not None:
             self.R[...] = R
@@ -475,20 +475,17 @@ class _Normalized(Runs):
 
     def measure(self):
         """Return J, J − J*, whether ‖w‖_H is finite, and lr_eff, ‖w‖ (and w, a)."""
-        d, W, HW = self.data, self.W, self.data.hw(self.W, self.HW)
-        w2, n2 = np.vecdot(self.Z, W)              # ‖w‖², ‖w‖²_H in one call (Z = [W, HW])
-        wg = W @ d.gcol
-        self.dev, rm, t, G, self.R = normalized_grad(
-            self.A, W, HW, wg if d.S is None else wg[..., 0], w2, n2, self.gfull,
-            euclidean=self.euclid, out=self.G, d_out=self.R)
-        uG = G @ d.ucol                            # rᵀ H r = uᵀG − t wᵀG (see bngd's Notes)
-        exc = normalized_excess(self.dev, t, uG if d.S is None else uG[..., 0], np.vecdot(W, G),
-                                *((w2, n2) if self.euclid else ()))
-        self.q = self.eps * self.A * rm            # w_{k+1} = w_k + q D
-        values = (self.q * self.A * rm, np.sqrt(w2))   # ε a² / ‖w‖²_M, ‖w‖
-        if len(self.names) > 2:
-            values += (W.copy(), self.A.copy())
-        return d.jstar + exc, exc, n2 < np.inf, values
+        d, W, Z = self.data, self.W, self.Z
+        d.hw(W, self.HW)
+        w2, n2, wg = np.vecdot(Z[1:], W)           # ‖w‖², ‖w‖²_H, wᵀg
+        self.dev, rm, t, G, self.R = normalized_grad(self.A, W, self.HW, wg, w2, n2, Z[3],
+                                                     euclidean=self.euclid, out=self.G, d_out=self.R)
+        uG, wG = np.vecdot(Z[:2], G)               # rᵀ H r = u*ᵀG − t wᵀG (see bngd's Notes)
+        exc = normalized_excess(self.dev, t, uG, wG, *((w2, n2) if self.euclid else ()))
+        arm = self.A * rm
+        self.q = self.eps * arm                    # w_{k+1} = w_k + q D
+        values = (self.q * arm, np.sqrt(w2))       # ε a² / ‖w‖²_M, ‖w‖
+        return d.jstar + exc, exc, np.isfinite(n2), values + ((W, self.A) if self.all else ())
 
     def step(self):
         """Move every run one step: w − ε ∇_w J with ∇_w J = −(a/‖w‖_M) D, a − ε_a ∂_a J."""
