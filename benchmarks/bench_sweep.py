@@ -11,7 +11,11 @@ For d in {10, 100, 1000} and M in {1, 64} step sizes it prints
 
 The timings of a case are interleaved round by round and each keeps its best of
 ``--repeats`` rounds (the loop: the sum of its calls' best times), because the machine may
-be shared: the minimum of short calls is the least disturbed measurement.
+be shared: the minimum of short calls is the least disturbed measurement. On a machine
+that other jobs keep busy, ``--clock cpu`` times the CPU seconds of this process
+(``time.process_time``) instead of wall seconds: time spent descheduled does not count, so
+tables taken at different loads compare. Use it with ``--blas-threads 1`` (with several
+BLAS threads it adds up their CPU time, spinning included).
 
 The table is printed twice: with BLAS threading as the environment sets it, and with BLAS
 limited to one thread at run time (``threadpoolctl``, installed with scikit-learn; no
@@ -21,6 +25,7 @@ is free of. Run from the repository root:
 
     python benchmarks/bench_sweep.py                    # both tables, 1-2 minutes
     python benchmarks/bench_sweep.py --blas-threads 1   # one table
+    python benchmarks/bench_sweep.py --blas-threads 1 --clock cpu   # on a busy machine
 
 Targets: loop/sweep >= 20 at d = 100, M = 64; sweep/floor <= 1.5 at d = 1000, M = 64.
 """
@@ -44,10 +49,14 @@ CASES = [(d, M) for d in (10, 100, 1000) for M in (1, 64)]
 STEPS = {10: 200, 100: 100, 1000: 10}          # K per call: a few ms to a few tens of ms
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
+
+
 def _timed(fn):
-    t0 = time.perf_counter()
+    t0 = _clock()
     fn()
-    return time.perf_counter() - t0
+    return _clock() - t0
 
 
 def case(d, M, repeats):
@@ -111,10 +120,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=9, help="rounds per timing (best is kept)")
     parser.add_argument("--blas-threads", choices=["both", "default", "1"], default="both",
                         help="BLAS threading: as the environment sets it, one thread, or both")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall seconds, or CPU seconds of this process (a busy machine)")
     args = parser.parse_args()
+    global _clock
+    _clock = CLOCKS[args.clock]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"bnlib {bnlib.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-          f"load average {load:.2f}; best of {args.repeats} interleaved rounds")
+          f"load average {load:.2f}; best of {args.repeats} interleaved rounds, {args.clock} clock")
     if args.blas_threads in ("both", "default"):
         print("\nBLAS threads as set by the environment")
         table(args.repeats)

@@ -87,6 +87,21 @@ def test_gd_tol_stops_early(problem):
     assert np.allclose(lean.w_final, gd(problem, 1.0 / problem.eigvals[-1], 50).w[-1])
 
 
+
+@pytest.mark.parametrize("record", ["all", "loss"])
+def test_tol_stop_keeps_the_rows_of_the_full_run(problem, record):
+    # the records grow while a tol run goes on and are cut where it stops; with divergent
+    # runs (masked, then dropped once they are 1/8 of the columns) every row must equal the
+    # same row of the run without tol, which is written at full length from the start
+    lrs = np.array([0.3, 0.5, 0.9, 2.5, 3.0, 4.0]) / problem.eigvals[-1]
+    short = gd(problem, lrs, 5000, np.ones(problem.d), tol=1e-6, record=record)
+    L = short.loss.shape[0]
+    assert 200 < L < 5001 and short.diverged.tolist() == [False] * 3 + [True] * 3
+    full = gd(problem, lrs, L - 1, np.ones(problem.d), record=record)
+    for name in ("loss", "excess") + (("w",) if record == "all" else ()):
+        assert np.array_equal(getattr(short, name), getattr(full, name), equal_nan=True), name
+    assert np.isinf(short.loss[-1, 3:]).all() and np.isnan(short.w_final[3:]).all()
+
 def _mp_gd_excess(problem, w, digits=40):
     """J0(w) − J* = ½ (w − u*)ᵀH(w − u*) in mpmath at ``digits`` digits (w taken exactly)."""
     import mpmath
