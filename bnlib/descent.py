@@ -166,14 +166,14 @@ class _Records:
             self.size = min(2 * self.size, self.length)
             self.arrays = [np.concatenate([a, np.empty_like(a[:self.size - k])]) for a in self.arrays]
         for a, fill, x in zip(self.arrays, self.fills, values, strict=True):
-            if cols is not None:
-                a[k] = fill
-                x = x if dead is None else masked(alive, x, fill, x.ndim > alive.ndim)
-                a[k][(..., cols) + (slice(None),) * (x.ndim - alive.ndim)] = x
-            else:
+            if cols is None:
                 a[k] = x
                 if dead is not None:
                     a[k][dead] = fill
+            else:                                  # dropped columns show the fill
+                a[k] = fill
+                x = x if dead is None else masked(alive, x, fill, x.ndim > alive.ndim)
+                a[k][(..., cols) + (slice(None),) * (x.ndim - alive.ndim)] = x
         self.rows = k + 1
 
     def stacked(self, length, shape):

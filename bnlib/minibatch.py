@@ -211,7 +211,7 @@ class _MiniBatch(Runs):
         if self.bn:
             values += (np.sqrt(np.vecdot(self.W, self.W)), self.eps * self.A * self.A / n2)
         if self.all:
-            values += (self.W.copy(),) + ((self.A.copy(),) if self.bn else ())
+            values += (self.W,) + ((self.A,) if self.bn else ())   # the driver copies them
         return self.train.min_loss + exc, exc, None if n2 is None else n2 < np.inf, values
 
     def step(self):
