@@ -219,8 +219,8 @@ def drive(stepper, opt, c):
     ``nan`` else) and no floating-point warning escapes. Columns without a live run are
     dropped once they are 1/8 of all (put back in the records). The loop stops after
     ``steps`` steps, once no run is alive (records padded to K+1 rows), or once every live
-    run has ``excess <= tol`` (L = k+1). Records are written into preallocated arrays, and
-    the masking works only once a run has diverged.
+    run has ``excess <= tol`` (L = k+1). Records are written into preallocated arrays;
+    masking costs nothing until a run has diverged.
     """
     alive = np.ones(stepper.shape, dtype=bool)
     N, cols, limit, length, dead = alive.shape[-1], None, None, opt.steps + 1, None
