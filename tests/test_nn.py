@@ -20,6 +20,7 @@ from bnlib import (
     train,
     train_variants,
 )
+from tools.probe import unit_roundoff
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -552,9 +553,15 @@ def test_training_pass_is_the_bn_layer_bit_for_bit(loss, rng):
     X, y = rng.standard_normal((9, 6)), rng.integers(0, 10, 9)
     got, grads = net.loss_and_grad(params, X, y)
     want, ref = bn_layer_pass(net, params, X, y)
-    assert np.array_equal(got, want)
+    u = unit_roundoff()           # the probe moves bnlib's sums, not this file's: then close
+    tol = 0.0 if u == 2.0**-53 else 1e3 * u
+
+    def same(a, b):
+        return np.all(np.abs(a - b) <= tol * np.max(np.abs(b)))
+
+    assert same(got, want)
     for k in ref:
-        assert np.array_equal(grads[k], ref[k]), k
+        assert same(grads[k], ref[k]), k
 
 
 def test_constant_unit_without_offset_is_rejected_or_diverges(rng):
