@@ -297,8 +297,9 @@ class MLP:
             if self.bn:
                 mu = z.mean(axis=-2, keepdims=True)
                 xc = z - mu
-                inv_std = 1.0 / np.sqrt(np.mean(xc * xc, axis=-2, keepdims=True) + offset)
-                xhat = xc * inv_std
+                sq = np.multiply(xc, xc, out=z)      # in place: the same numbers, less memory
+                inv_std = 1.0 / np.sqrt(np.mean(sq, axis=-2, keepdims=True) + offset)
+                xhat = np.multiply(xc, inv_std, out=xc)
                 gamma = params[f"gamma{layer}"]
                 out = gamma * xhat
                 out += params[f"beta{layer}"]
@@ -310,7 +311,7 @@ class MLP:
             if layer < self.depth - 1:
                 mask = out > 0
                 masks.append(mask)
-                a = out * mask
+                a = np.maximum(out, 0.0, out=out)     # out * mask up to the sign of zeros
             else:
                 logits = out
         loss, d = self._loss(logits, y)
@@ -320,9 +321,11 @@ class MLP:
                 xhat, inv_std, gamma = caches[layer]
                 grads[f"beta{layer}"] = d.sum(axis=-2, keepdims=True)
                 grads[f"gamma{layer}"] = (d * xhat).sum(axis=-2, keepdims=True)
-                dxhat = d * gamma
-                d = inv_std * (dxhat - dxhat.mean(axis=-2, keepdims=True)
-                               - xhat * np.mean(dxhat * xhat, axis=-2, keepdims=True))
+                dxhat = d * gamma    # d = inv_std (dxhat - mean dxhat - xhat mean(dxhat xhat))
+                d = dxhat - dxhat.mean(axis=-2, keepdims=True)
+                prod = np.multiply(dxhat, xhat, out=dxhat)
+                d -= np.multiply(xhat, np.mean(prod, axis=-2, keepdims=True), out=prod)
+                d *= inv_std
             else:
                 grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
             grads[f"W{layer}"] = np.swapaxes(inputs[layer], -1, -2) @ d
