@@ -52,7 +52,7 @@ PUBLIC = {
            "effective_steps", "top_bn_hessian", "top_bn_sharpness"),
     "studies": ("STANDARD", "lr_study", "standard_windows", "standard_decay", "SOFTMAX_LR",
                 "SOFTMAX_SEEDS", "SOFTMAX_EPOCHS", "LONG_EPOCHS", "softmax_quadratic",
-                "split_runs", "WIDTH_LR", "hidden_widths"),
+                "split_runs", "WIDTH_LR", "WIDTH_GD_LR", "hidden_widths"),
 }
 _WHERE = {name: module for module, names in PUBLIC.items() for name in names}
 

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from . import PUBLIC
 from . import checks as v
-from .bn import batchnorm_backward, batchnorm_forward
+from .bn import batchnorm_forward
 from .descent import drive, option_shapes
 from .descent import options as descent_options
 
@@ -107,6 +107,19 @@ def _softmax(z):
     e = np.exp(zs)
     s = e.sum(axis=-1, keepdims=True)
     return zs, s, e / s
+
+
+def _matmul_batch_major(a, b):
+    """Return ``a @ b``, shape (P..., B, n), laid out in memory as (B, P..., n).
+
+    The same numbers as ``a @ b`` (one matrix product per model either way); the layout
+    makes the BN layer's means and sums over the batch, and its broadcasts of (P..., 1, n)
+    arrays, run along contiguous rows of all models at once instead of rows of n (slow for
+    n = 10), adding in the same order.
+    """
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    out = np.empty((a.shape[-2],) + lead + (b.shape[-1],))
+    return np.matmul(a, b, out=np.moveaxis(out, 0, -2))
 
 
 @dataclass(frozen=True)
@@ -258,48 +271,67 @@ class MLP:
         t, (zs, s, p) = _onehot(y, C), _softmax(z)
         if self.loss == "cross_entropy":
             logp = zs - np.log(s)
-            loss = -np.sum(t * logp, axis=(-2, -1)) / B
+            loss = -np.sum(np.ascontiguousarray(t * logp), axis=(-2, -1)) / B
             dz = (p - t) / B
-        else:
+        else:   # (the sums over the batch of a contiguous array: the bits of any layout)
             r = p - t
-            loss = np.sum(r * r, axis=(-2, -1)) / (B * C)
+            loss = np.sum(np.ascontiguousarray(r * r), axis=(-2, -1)) / (B * C)
             dp = 2.0 * r / (B * C)
             dz = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
         return loss, dz
 
     def _train_pass(self, params, X, y):
-        """Forward and backward in training mode; returns loss, grads, batch statistics."""
-        a = X
+        """Forward and backward in training mode; returns loss, grads, batch statistics.
+
+        Unchecked (the callers check their arguments once): the BN layer of
+        :mod:`bnlib.bn` written out with its own operations, in their order, so the numbers
+        are bit for bit those of :func:`~bnlib.bn.batchnorm_forward` and
+        :func:`~bnlib.bn.batchnorm_backward`, without their checks and copies on every step.
+        The activations are laid out batch-major (see :func:`_matmul_batch_major`).
+        """
+        a, offset = X, self.var_offset
         inputs, caches, masks, stats = [], [], [], []
         for layer in range(self.depth):
             inputs.append(a)
-            z = a @ params[f"W{layer}"]
+            z = _matmul_batch_major(a, params[f"W{layer}"])
             if self.bn:
-                axis = z.ndim - 2
-                out, cache = batchnorm_forward(z, params[f"gamma{layer}"], params[f"beta{layer}"],
-                                               self.var_offset, axis=axis)
-                caches.append(cache)
+                mu = z.mean(axis=-2, keepdims=True)
+                xc = z - mu
+                sq = np.multiply(xc, xc, out=z)      # in place: the same numbers, less memory
+                inv_std = 1.0 / np.sqrt(np.mean(sq, axis=-2, keepdims=True) + offset)
+                xhat = np.multiply(xc, inv_std, out=xc)
+                gamma = params[f"gamma{layer}"]
+                out = gamma * xhat
+                out += params[f"beta{layer}"]
+                caches.append((xhat, inv_std, gamma))
                 # the biased batch variance, recovered from 1/sqrt(var + var_offset)
-                stats.append((z.mean(axis=axis, keepdims=True),
-                              cache.inv_std ** -2 - self.var_offset))
+                stats.append((mu, inv_std ** -2 - offset))
             else:
                 out = z + params[f"b{layer}"]
             if layer < self.depth - 1:
                 mask = out > 0
                 masks.append(mask)
-                a = out * mask
+                a = np.maximum(out, 0.0, out=out)     # out * mask up to the sign of zeros
             else:
                 logits = out
         loss, d = self._loss(logits, y)
         grads = {}
         for layer in reversed(range(self.depth)):
             if self.bn:
-                d, grads[f"gamma{layer}"], grads[f"beta{layer}"] = batchnorm_backward(d, caches[layer])
+                xhat, inv_std, gamma = caches[layer]
+                grads[f"beta{layer}"] = d.sum(axis=-2, keepdims=True)
+                grads[f"gamma{layer}"] = (d * xhat).sum(axis=-2, keepdims=True)
+                dxhat = d * gamma    # d = inv_std (dxhat - mean dxhat - xhat mean(dxhat xhat))
+                d = dxhat - dxhat.mean(axis=-2, keepdims=True)
+                prod = np.multiply(dxhat, xhat, out=dxhat)
+                d -= np.multiply(xhat, np.mean(prod, axis=-2, keepdims=True), out=prod)
+                d *= inv_std
             else:
                 grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
             grads[f"W{layer}"] = np.swapaxes(inputs[layer], -1, -2) @ d
             if layer > 0:
-                d = (d @ np.swapaxes(params[f"W{layer}"], -1, -2)) * masks[layer - 1]
+                d = _matmul_batch_major(d, np.swapaxes(params[f"W{layer}"], -1, -2))
+                d *= masks[layer - 1]
         return loss, grads, stats
 
     def loss_and_grad(self, params, X, y):
@@ -322,11 +354,15 @@ class MLP:
         Raises
         ------
         TypeError, ValueError
-            On parameters or data that do not fit the network (BN needs a batch of 2).
+            On parameters or data that do not fit the network (BN needs a batch of 2), or
+            if a BN unit with ``var_offset`` 0 is constant over the batch.
         """
         params, P = self._check_params(params)
         X, y = self._check_data(X, y, P)
-        loss, grads, _ = self._train_pass(params, X, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss, grads, stats = self._train_pass(params, X, y)
+        if self.var_offset == 0 and any(np.any(var == 0) for _, var in stats):
+            raise ValueError("a BN unit is constant over the batch; use var_offset > 0")
         return loss, grads
 
     def predict_logits(self, params, X):
@@ -461,6 +497,8 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     same mini-batches; they differ only in their steps: W, b ← · − ε ∇, and γ, β ← · − ε_a ∇.
     The batches of seed s: per epoch, ``rng.permutation(n_train)`` of one
     ``rng = numpy.random.default_rng((s, 2))`` cut into groups of ``batch_size``, the rest left out.
+    So the first e epochs of a longer run are the batches of an e-epoch run, and a sequence
+    of ``epochs`` trains once to the largest and evaluates at every one of them.
 
     Parameters
     ----------
@@ -472,14 +510,17 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     lr_a : float or array_like, optional
         Steps ε_a > 0 for γ and β (BN networks only), broadcast with ``lr``; ``None`` means
         ε_a = ε (one step for all parameters).
-    epochs, batch_size : int
-        Passes over the training set (≥ 1) and mini-batch size (in [2, n_train]).
+    epochs : int or sequence of int
+        Passes over the training set (≥ 1); a strictly increasing sequence of them (budgets)
+        returns one result per budget, each equal to the run of that ``epochs`` alone.
+    batch_size : int
+        Mini-batch size (in [2, n_train]).
     seeds : int or sequence of int
         One seed per repetition (an int: one); the model shape is ``(len(seeds), L...)``.
     weight_scale : float
         r: the initial weights are multiplied by r (see :meth:`~bnlib.nn.MLP.init`).
     keep_params : bool
-        Return the final parameters (memory: one network per model).
+        Return the final parameters (memory: one network per model and budget).
     **options
         ``blowup``, ``weight_decay`` and ``momentum`` as in :func:`~bnlib.descent.gd`, keywords
         only: a model is diverged once its batch loss is not finite or exceeds ``blowup``
@@ -488,14 +529,16 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
 
     Returns
     -------
-    SGDRun or HeavySGDRun
-        :class:`~bnlib.nn.HeavySGDRun` when weight decay or momentum is nonzero.
+    SGDRun or HeavySGDRun, or dict of them
+        :class:`~bnlib.nn.HeavySGDRun` when weight decay or momentum is nonzero; for a
+        sequence of ``epochs``, a dict ``{epochs: run}`` in its order.
 
     Notes
     -----
     Models are trained in chunks whose largest activation array stays below ``CHUNK_BYTES``,
-    by ``WORKERS`` threads, with single-threaded BLAS (faster on these small products); the
-    results depend on neither.
+    as many per seed as keep ``WORKERS`` threads equally busy, with single-threaded BLAS
+    (faster on these small products); the results depend on neither. A BN unit with
+    ``var_offset`` 0 that is constant over a mini-batch makes its model diverge.
 
     Raises
     ------
@@ -517,7 +560,7 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     unknown = set(options) - {"blowup", "weight_decay", "momentum"}
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
-    epochs = v.count(epochs, "epochs", minimum=1)
+    budgets = _budgets(epochs)
     opt = descent_options(0, **options)
     L = v.broadcast(lr=lr.shape, lr_a=lr_a.shape, **option_shapes(opt))
     batch_size = v.count(batch_size, "batch_size", minimum=2)
@@ -529,25 +572,46 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     seeds = tuple(v.count(s, "seed") for s in seeds)
     bases = [net.init(seed, weight_scale=v.positive_scalar(weight_scale, "weight_scale"))
              for seed in seeds]
-    order = np.stack([_batch_order(s, len(ytr), batch_size, epochs) for s in seeds])  # (S, K, B)
+    order = np.stack([_batch_order(s, len(ytr), batch_size, budgets[-1]) for s in seeds])  # (S, K, B)
     opt = replace(opt, steps=order.shape[1])
+    per_epoch = len(ytr) // batch_size
     with threadpool_limits(limits=1, user_api="blas"):
-        out = _sgd(net, (Xtr, ytr, Xte, yte), bases, order, opt,
-                   {k: np.broadcast_to(x, L).reshape(-1) for k, x in
-                    (("eps", lr), ("eps_a", lr_a), ("wd", opt.weight_decay),
-                     ("mom", opt.momentum)) if x is not None}, keep_params)
-    shape = (len(seeds),) + L
-    run = dict(lr=np.broadcast_to(lr, L).copy(), seeds=seeds, epochs=epochs, batch_size=batch_size,
-               lr_a=np.broadcast_to(lr_a, L).copy() if net.bn else np.full(L, np.nan),
-               batch_loss=out.pop("batch_loss").reshape((-1,) + shape),
-               params=None if not keep_params else {k: p.reshape(shape + p.shape[2:])
-                                                    for k, p in out.pop("params").items()},
+        outs = _sgd(net, (Xtr, ytr, Xte, yte), bases, order, opt,
+                    {k: np.broadcast_to(x, L).reshape(-1) for k, x in
+                     (("eps", lr), ("eps_a", lr_a), ("wd", opt.weight_decay),
+                      ("mom", opt.momentum)) if x is not None}, keep_params,
+                    tuple(e * per_epoch for e in budgets))
+    common = dict(lr=np.broadcast_to(lr, L).copy(), seeds=seeds, batch_size=batch_size,
+                  lr_a=np.broadcast_to(lr_a, L).copy() if net.bn else np.full(L, np.nan))
+    extra = {k: np.broadcast_to(0.0 if x is None else x, L).copy() for k, x in
+             (("weight_decay", opt.weight_decay), ("momentum", opt.momentum))}
+    runs = {e: _result(out, (len(seeds),) + L, net.depth, dict(common, epochs=e), extra)
+            for e, out in zip(budgets, outs, strict=True)}
+    return runs[budgets[0]] if np.ndim(epochs) == 0 else runs
+
+
+def _budgets(epochs):
+    """Return the budgets of :func:`train`'s ``epochs`` (an int or a sequence) as a tuple."""
+    if np.ndim(epochs) == 0:
+        return (v.count(epochs, "epochs", minimum=1),)
+    if isinstance(epochs, str | bytes) or not hasattr(epochs, "__len__"):
+        raise TypeError(f"epochs must be an integer or a sequence of integers, got {epochs!r}")
+    budgets = tuple(v.count(e, "epochs", minimum=1) for e in epochs)
+    if not budgets or any(np.diff(budgets) <= 0):
+        raise ValueError(f"epochs must be a nonempty, strictly increasing sequence, got {budgets}")
+    return budgets
+
+
+def _result(out, shape, depth, fields, extra):
+    """Build the SGDRun (or HeavySGDRun) of one budget from :func:`_sgd`'s flat results."""
+    params = out.pop("params", None)
+    run = dict(fields, batch_loss=out.pop("batch_loss").reshape((-1,) + shape),
+               params=None if params is None else {k: p.reshape(shape + p.shape[2:])
+                                                   for k, p in params.items()},
                **{k: x.reshape(shape) for k, x in out.items() if k != "w_angle2"})
     if "w_angle2" not in out:
         return SGDRun(**run)
-    return HeavySGDRun(**run, w_angle2=out["w_angle2"].reshape((-1,) + shape + (net.depth,)),
-                       **{k: np.broadcast_to(0.0 if x is None else x, L).copy() for k, x in
-                          (("weight_decay", opt.weight_decay), ("momentum", opt.momentum))})
+    return HeavySGDRun(**run, **extra, w_angle2=out["w_angle2"].reshape((-1,) + shape + (depth,)))
 
 
 class _Chunk:
@@ -556,13 +620,16 @@ class _Chunk:
     The state is the parameter dict with the models on axis 0; ``measure`` is the training
     pass on the step's mini-batch (its loss is the loss of the divergence test; the last
     state, after the last batch, is only tested for finite parameters), ``step`` the update.
+    At each step count of ``ends`` (the budgets) ``measure`` keeps the state's finite
+    models in ``shots``: {steps: (their columns, their parameters)}.
     """
 
     names, fills, prunable = (), (), True
 
-    def __init__(self, net, base, batches, X, y, runs, opt):
+    def __init__(self, net, base, batches, X, y, runs, opt, ends):
         m = len(runs["eps"])
         self.net, self.batches, self.X, self.y, self.k = net, batches, X, y, 0
+        self.ends, self.shots = frozenset(ends), {}
         self.params = {k: np.broadcast_to(p, (m,) + p.shape).copy() for k, p in base.items()}
         slow = set(net.bn_param_names())
         self.lr = {k: runs["eps_a" if k in slow else "eps"][:, None, None] for k in net.param_names()}
@@ -590,10 +657,12 @@ class _Chunk:
         ok = np.ones(len(self.pos), dtype=bool)
         for p in self.params.values():
             ok &= np.all(np.isfinite(p), axis=(-2, -1))
+        if self.k in self.ends:   # copies: the step below updates in place
+            self.shots[self.k] = (self.pos[ok], {k: p[ok] for k, p in self.params.items()})
         if self.k == len(self.batches):
             return np.zeros(ok.shape), np.zeros(ok.shape), ok, ()
-        params = self.params if ok.all() else {   # BN rejects a non-finite batch: a masked
-            k: np.where(ok[:, None, None], p, 0.0) for k, p in self.params.items()}   # model
+        params = self.params if ok.all() else {   # a non-finite model is masked (its loss
+            k: np.where(ok[:, None, None], p, 0.0) for k, p in self.params.items()}   # is not)
         rows = self.batches[self.k]
         self.loss, self.grads, self.stats = self.net._train_pass(params, self.X[rows], self.y[rows])
         return self.loss, self.loss, ok, ()
@@ -608,9 +677,12 @@ class _Chunk:
             new = {k: p[k] - self.lr[k] * self.vel[k] for k in self.lr}
             rows = (np.stack([_col_angle2(p[f"W{i}"], new[f"W{i}"]) for i in range(self.net.depth)],
                              axis=-1),)
-        else:
-            new = {k: p[k] - self.lr[k] * g[k] for k in self.lr}
-            rows = ()
+            new = p | new
+        else:   # p - lr g in place, bit for bit
+            for k, lr in self.lr.items():
+                g[k] *= lr
+                p[k] -= g[k]
+            new, rows = p, ()
         if self.net.bn:  # the first batch's statistics start the averages
             m, B = (self.net.momentum if self.k else 0.0), self.batches.shape[1]
             for layer, (mu, var) in enumerate(self.stats):
@@ -620,45 +692,64 @@ class _Chunk:
         return rows
 
     def finals(self):
-        """Return nothing: the parameters (models on axis 0) are read by :func:`_sgd`."""
+        """Return nothing: the states of the budgets are read from ``shots`` by :func:`_sgd`."""
         return {}
 
 
-def _sgd(net, data, bases, order, opt, runs, keep_params):
-    """Train every model in chunks of one seed over ``WORKERS`` threads; flat results (S, nL)."""
+def _chunks(S, nL, models):
+    """Split the nL models of each of S seeds into equal chunks of at most ``models``.
+
+    Return one task (seed, model indices) per chunk; more chunks than needed when that
+    makes the number of tasks a multiple of ``WORKERS`` (no thread idles at the end).
+    """
+    n = -(-nL // models)
+    n = next((m for m in range(n, min(n + WORKERS, nL + 1)) if S * m % WORKERS == 0), n)
+    return [(si, idx) for si in range(S) for idx in np.array_split(np.arange(nL), n)]
+
+
+def _sgd(net, data, bases, order, opt, runs, keep_params, ends):
+    """Train every model in chunks of one seed over ``WORKERS`` threads.
+
+    Return one dict of flat results (S, nL) per step count of ``ends``.
+    """
     Xtr, ytr, Xte, yte = data
     S, nL = order.shape[0], len(runs["eps"])
-    chunk = max(1, CHUNK_BYTES // (8 * order.shape[2] * max(net.sizes)))
-    out = {k: np.full((S, nL), np.inf if "loss" in k else np.nan)
-           for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    out["diverged"] = np.zeros((S, nL), dtype=bool)
-    if keep_params:
-        out["params"] = {k: np.full((S, nL) + p.shape, np.nan) for k, p in bases[0].items()}
+
+    def blank():
+        out = {k: np.full((S, nL), np.inf if "loss" in k else np.nan)
+               for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+        out["diverged"] = np.ones((S, nL), dtype=bool)
+        if keep_params:
+            out["params"] = {k: np.full((S, nL) + p.shape, np.nan) for k, p in bases[0].items()}
+        return out
+
+    outs = {K: blank() for K in ends}
 
     def train_chunk(si, idx):
         stepper = _Chunk(net, bases[si], order[si], Xtr, ytr,
-                         {k: x[idx] for k, x in runs.items()}, opt)
+                         {k: x[idx] for k, x in runs.items()}, opt, ends)
         res = drive(stepper, opt, 0.0)
-        for k, src in (("batch_loss", res["loss"][:-1]), ("w_angle2", res.get("w_angle2"))):
-            if src is not None:
-                out.setdefault(k, np.full((src.shape[0], S, nL) + src.shape[2:], np.nan))[:, si, idx] = src
-        alive = res["alive"][stepper.pos]
-        live, where = {k: p[alive] for k, p in stepper.params.items()}, idx[stepper.pos[alive]]
-        out["diverged"][si, idx] = ~res["alive"]
-        if keep_params:
-            for k, p in live.items():
-                out["params"][k][si, where] = p
-        if where.size:
-            for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
-                out[f"{name}_loss"][si, where], out[f"{name}_acc"][si, where] = _evaluate_chunked(
-                    net, live, X_, y_, CHUNK_BYTES)
+        for K, out in outs.items():
+            for k, src in (("batch_loss", res["loss"]), ("w_angle2", res.get("w_angle2"))):
+                if src is not None:
+                    out.setdefault(k, np.full((K, S, nL) + src.shape[2:], np.nan))[:, si, idx] = src[:K]
+            pos, params = stepper.shots.get(K, (np.zeros(0, dtype=int), {}))
+            alive = np.isfinite(res["loss"][K - 1, pos])   # alive through step K - 1's test
+            live, where = {k: p[alive] for k, p in params.items()}, idx[pos[alive]]
+            out["diverged"][si, where] = False
+            if keep_params:
+                for k, p in live.items():
+                    out["params"][k][si, where] = p
+            if where.size:
+                for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
+                    out[f"{name}_loss"][si, where], out[f"{name}_acc"][si, where] = (
+                        _evaluate_chunked(net, live, X_, y_, CHUNK_BYTES))
 
-    tasks = [(si, np.arange(start, min(nL, start + chunk)))
-             for si in range(S) for start in range(0, nL, chunk)]
+    chunk = max(1, CHUNK_BYTES // (8 * order.shape[2] * max(net.sizes)))
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for future in [pool.submit(train_chunk, *task) for task in tasks]:
+        for future in [pool.submit(train_chunk, *task) for task in _chunks(S, nL, chunk)]:
             future.result()
-    return out
+    return [outs[K] for K in ends]
 
 
 def _col_angle2(W_old, W_new):
@@ -700,7 +791,8 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     -------
     dict of SGDRun
         ``"gd"`` and ``"bn"`` with model shape (S, n), ``"bn_split"`` with (S, A, n); all
-        (S, A, n) with ``uniform=True``. The numbers do not depend on ``uniform``.
+        (S, A, n) with ``uniform=True``. The numbers do not depend on ``uniform``. For a
+        sequence of ``epochs``, ``{epochs: that dict}``, trained once (see :func:`train`).
 
     Raises
     ------
@@ -715,9 +807,12 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     plain = MLP(sizes, bn=False, loss=loss, var_offset=var_offset)
     bn = MLP(sizes, bn=True, loss=loss, var_offset=var_offset)
     grid = lr[None, :] if uniform else lr
-    return {"gd": train(plain, data, grid, **kw),
-            "bn": train(bn, data, grid, **kw),
-            "bn_split": train(bn, data, lr[None, :], lr_a[:, None], **kw)}
+    out = {"gd": train(plain, data, grid, **kw),
+           "bn": train(bn, data, grid, **kw),
+           "bn_split": train(bn, data, lr[None, :], lr_a[:, None], **kw)}
+    if np.ndim(epochs) == 0:
+        return out
+    return {e: {key: runs[e] for key, runs in out.items()} for e in out["gd"]}
 
 
 def _evaluate_chunked(net, params, X, y, max_bytes):

@@ -3,7 +3,8 @@
 A number the book states in two chapters is measured once, here: the learning-rate study of
 chapters 06, 07 and 12 (:func:`lr_study`, :func:`standard_windows`), the weight-decay
 study of chapters 10 and 12 (:func:`standard_decay`), and the network study of chapters 11
-and 12 (:func:`softmax_quadratic`, :func:`split_runs`, :func:`hidden_widths`).
+and 12 (:func:`softmax_quadratic`, :func:`split_runs`, :func:`hidden_widths`; each takes a
+sequence of budgets in epochs and then trains once, reading the runs at every budget).
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
     data : bnlib.nn.Digits
     lr_a : array_like, shape (A,)
         The values of ε_a for ``"bn_split"``.
-    epochs : int
+    epochs : int or sequence of int
+        As in :func:`bnlib.nn.train` (a sequence: one run read at each budget).
     seeds : sequence of int
     lr : array_like or None
         Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
@@ -160,7 +162,8 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
     Returns
     -------
     dict of bnlib.nn.SGDRun
-        As :func:`bnlib.nn.train_variants`.
+        As :func:`bnlib.nn.train_variants` (for a sequence of ``epochs``,
+        ``{epochs: that dict}``).
 
     Raises
     ------
@@ -187,7 +190,8 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
     Returns
     -------
     bnlib.nn.SGDRun
-        Model shape (S, A, n), with ``params``.
+        Model shape (S, A, n), with ``params`` (for a sequence of ``epochs``, a dict
+        ``{epochs: SGDRun}``, each with the parameters at that budget).
 
     Raises
     ------
@@ -207,47 +211,59 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
 WIDTH_LR = SOFTMAX_LR[::2]
 
 
-def hidden_widths(data, widths=(10, 100), *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
+#: The width study's grid for plain SGD: WIDTH_LR up to 10^2.5, a decade beyond 10^1.5,
+#: the last step at which plain SGD trains (it is at chance from 10^2 on, in chapter 11).
+WIDTH_GD_LR = WIDTH_LR[:10]
+
+
+def hidden_widths(data, widths=(10, 100), *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None,
+                  gd_lr=None):
     """Train the width study: one hidden layer 64 → h → 10, quadratic loss, gd and bn_split.
 
-    For each width h, ``"gd"`` (no BN, biases) and ``"bn_split"`` (BN after both dense
-    layers, ε_a = 0.1) over the grid :data:`WIDTH_LR` (or ``lr``), with the study's seeds
-    and, by default, its main budget of :data:`LONG_EPOCHS`. The grid has two points per
-    decade because a width-100 network costs several times as much per step as a width-10
-    one; its points are points of :data:`SOFTMAX_LR`, and the models of a grid train
-    independently, so a model here is the model of the same ε, seed and width on the
-    finer grid.
+    For each width h, ``"gd"`` (no BN, biases) over the grid :data:`WIDTH_GD_LR` (or
+    ``gd_lr``) and ``"bn_split"`` (BN after both dense layers, ε_a = 0.1) over
+    :data:`WIDTH_LR` (or ``lr``), with the study's seeds and, by default, its main budget of
+    :data:`LONG_EPOCHS`. The grids have two points per decade because a width-100 network
+    costs several times as much per step as a width-10 one, and plain SGD's stops at
+    10^2.5 because above 10^1.5 it no longer trains; their points are points of
+    :data:`SOFTMAX_LR`, and the models of a grid train independently, so a model here is
+    the model of the same ε, seed and width on the finer grid.
 
     Parameters
     ----------
     data : bnlib.nn.Digits
     widths : sequence of int
         Hidden widths h ≥ 1.
-    epochs : int
+    epochs : int or sequence of int
+        As in :func:`bnlib.nn.train` (a sequence: ``{epochs: {h: ...}}``).
     seeds : sequence of int
-    lr : array_like or None
-        1-D grid of ε; ``None`` for :data:`WIDTH_LR`.
+    lr, gd_lr : array_like or None
+        1-D grids of ε for bn_split and gd; ``None`` for :data:`WIDTH_LR` and
+        :data:`WIDTH_GD_LR`.
 
     Returns
     -------
     dict
-        ``{h: {"gd": SGDRun, "bn_split": SGDRun}}``; model shapes (S, n) and (S, 1, n).
+        ``{h: {"gd": SGDRun, "bn_split": SGDRun}}``; model shapes (S, n_gd) and (S, 1, n).
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`bnlib.nn.train`, or if ``lr`` is not 1-D or a width is not a positive
-        integer.
+        As :func:`bnlib.nn.train`, or if ``lr`` or ``gd_lr`` is not 1-D or a width is not a
+        positive integer.
     """
     grid = v.positive_array(WIDTH_LR if lr is None else lr, "lr")
-    if grid.ndim != 1:
-        raise ValueError(f"lr must be 1-D, got shape {grid.shape}")
+    gd_grid = v.positive_array(WIDTH_GD_LR if gd_lr is None else gd_lr, "gd_lr")
+    if grid.ndim != 1 or gd_grid.ndim != 1:
+        raise ValueError(f"lr and gd_lr must be 1-D, got shapes {grid.shape} and {gd_grid.shape}")
     d_in = data.X_train.shape[1]
     out = {}
     for h in widths:
         h = v.count(h, "widths", minimum=1)
         nets = {bn: MLP((d_in, h, 10), bn=bn, loss="quadratic") for bn in (False, True)}
         kw = {"epochs": epochs, "seeds": seeds}
-        out[h] = {"gd": train(nets[False], data, grid, **kw),
+        out[h] = {"gd": train(nets[False], data, gd_grid, **kw),
                   "bn_split": train(nets[True], data, grid[None, :], np.array([[0.1]]), **kw)}
-    return out
+    if np.ndim(epochs) == 0:
+        return out
+    return {e: {h: {k: r[e] for k, r in runs.items()} for h, runs in out.items()} for e in epochs}

@@ -1,6 +1,7 @@
 """Networks of bnlib.nn against independent computations: per-model loops with the BN
 formula written out, scikit-learn's losses, finite differences, hand-made SGD steps."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -8,7 +9,18 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import log_loss
 
-from bnlib import MLP, Digits, SGDRun, load_digits_split, nn, train, train_variants
+from bnlib import (
+    MLP,
+    Digits,
+    SGDRun,
+    batchnorm_backward,
+    batchnorm_forward,
+    load_digits_split,
+    nn,
+    train,
+    train_variants,
+)
+from tools.probe import unit_roundoff
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -434,3 +446,129 @@ def test_sgd_heavy_bad_input(rng):
         train(net, data, 0.1, momentum=1.0)
     with pytest.raises(ValueError, match="broadcast"):
         train(net, data, np.ones(2), weight_decay=np.ones(3))
+
+
+# --------------------------------------------------------------------- budgets, one pass
+def assert_runs_equal(a, b):
+    """Every field of two SGDRuns equal, bit for bit (nan where nan)."""
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), f.name
+            for k in x:
+                assert np.array_equal(x[k], y[k], equal_nan=True), (f.name, k)
+        elif isinstance(x, np.ndarray):
+            assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True), f.name
+        else:
+            assert x == y, f.name
+
+
+def test_sgd_budgets_are_the_shorter_runs_bit_for_bit():
+    """epochs=(1, 2, 3): one run to 3 epochs read at 1, 2 and 3 is each run of that many
+    epochs alone, every field bit for bit, with models that diverge between the budgets
+    (plain SGD, quadratic loss, a low blow-up limit)."""
+    data = load_digits_split(0)
+    net = MLP((64, 8, 10), bn=False, loss="quadratic")
+    lr = np.logspace(-1, 3, 17)[[0, 8, 12, 15, 16]]
+    kw = dict(batch_size=200, seeds=(0, 1), blowup=1.5, keep_params=True)
+    runs = train(net, data, lr, epochs=(1, 2, 3), **kw)
+    assert list(runs) == [1, 2, 3]
+    for e, run in runs.items():
+        assert run.epochs == e and run.batch_loss.shape == (6 * e, 2, 5)
+        assert_runs_equal(run, train(net, data, lr, epochs=e, **kw))
+    late = runs[3].diverged & ~runs[2].diverged       # alive after 12 steps, not after 18
+    assert late.any() and runs[1].diverged.any() and not runs[3].diverged.all()
+
+
+def test_sgd_budgets_with_bn_momentum_and_decay(rng):
+    data = tiny_data(rng, n=60)
+    net = MLP((5, 4, 3), bn=True, loss="cross_entropy")
+    kw = dict(batch_size=15, seeds=(0, 3), keep_params=True, weight_decay=0.01, momentum=0.9)
+    lr, lr_a = np.array([0.1, 1.0, 30.0]), np.array([[1.0], [0.1]])
+    runs = train(net, data, lr, lr_a, epochs=(2, 5), **kw)
+    for e in (2, 5):
+        assert_runs_equal(runs[e], train(net, data, lr, lr_a, epochs=e, **kw))
+    assert runs[5].w_angle2.shape == (15, 2, 2, 3, 2)
+    variants = train_variants((5, 4, 3), "quadratic", data, lr, (1.0, 0.1), epochs=(1, 2),
+                              batch_size=15, seeds=(0, 3))
+    alone = train_variants((5, 4, 3), "quadratic", data, lr, (1.0, 0.1), epochs=1,
+                           batch_size=15, seeds=(0, 3))
+    assert list(variants) == [1, 2] and list(variants[1]) == ["gd", "bn", "bn_split"]
+    for key, run in alone.items():
+        assert_runs_equal(variants[1][key], run)
+
+
+@pytest.mark.parametrize(("epochs", "err"), [
+    ((3, 1), ValueError), ((2, 2), ValueError), ((), ValueError), ((0, 2), ValueError),
+    ((1.5, 2), TypeError), ("12", TypeError), ({1, 2}, TypeError),
+])
+def test_sgd_budgets_bad_input(epochs, err, rng):
+    with pytest.raises(err, match="epochs"):
+        train(MLP((5, 3)), tiny_data(rng), 0.1, epochs=epochs)
+
+
+def bn_layer_pass(net, params, X, y):
+    """One model at a time, BN through bnlib.bn's checked layer, the loss written out."""
+    loss, grads = [], {k: [] for k in net.param_names()}
+    for m in range(len(params["W0"])):
+        p = {k: q[m] for k, q in params.items()}
+        a, caches, masks, inputs = X, [], [], []
+        for layer in range(net.depth):
+            inputs.append(a)
+            out, cache = batchnorm_forward(a @ p[f"W{layer}"], p[f"gamma{layer}"],
+                                           p[f"beta{layer}"], net.var_offset)
+            caches.append(cache)
+            masks.append(out > 0)
+            a = out * masks[-1]
+        B, C = out.shape
+        t = (y[:, None] == np.arange(C)).astype(float)
+        zs = out - out.max(axis=-1, keepdims=True)
+        e = np.exp(zs)
+        s = e.sum(axis=-1, keepdims=True)
+        q = e / s
+        if net.loss == "cross_entropy":
+            loss.append(-np.sum(t * (zs - np.log(s))) / B)
+            d = (q - t) / B
+        else:
+            loss.append(np.sum((q - t) * (q - t)) / (B * C))
+            dq = 2.0 * (q - t) / (B * C)
+            d = q * (dq - np.sum(dq * q, axis=-1, keepdims=True))
+        for layer in reversed(range(net.depth)):
+            d, dg, db = batchnorm_backward(d, caches[layer])
+            grads[f"gamma{layer}"].append(dg)
+            grads[f"beta{layer}"].append(db)
+            grads[f"W{layer}"].append(inputs[layer].T @ d)
+            if layer:
+                d = (d @ p[f"W{layer}"].T) * masks[layer - 1]
+    return np.array(loss), {k: np.stack(g) for k, g in grads.items()}
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "quadratic"])
+def test_training_pass_is_the_bn_layer_bit_for_bit(loss, rng):
+    """The training pass writes BN out unchecked, on batch-major activations: the same bits
+    as bnlib.bn's checked layer applied model by model."""
+    net = MLP((6, 12, 10), bn=True, loss=loss)
+    params = randomise(net, net.init(2, shape=(4,)), rng)
+    X, y = rng.standard_normal((9, 6)), rng.integers(0, 10, 9)
+    got, grads = net.loss_and_grad(params, X, y)
+    want, ref = bn_layer_pass(net, params, X, y)
+    u = unit_roundoff()           # the probe moves bnlib's sums, not this file's: then close
+    tol = 0.0 if u == 2.0**-53 else 1e3 * u
+
+    def same(a, b):
+        return np.all(np.abs(a - b) <= tol * np.max(np.abs(b)))
+
+    assert same(got, want)
+    for k in ref:
+        assert same(grads[k], ref[k]), k
+
+
+def test_constant_unit_without_offset_is_rejected_or_diverges(rng):
+    net = MLP((5, 3), bn=True, var_offset=0.0)
+    p = net.init(0)
+    p["W0"][:, 1] = 0.0                   # unit 1 is 0 on every example
+    X, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+    with pytest.raises(ValueError, match="constant"):
+        net.loss_and_grad(p, X, y)
+    assert np.isfinite(MLP((5, 3), bn=True).loss_and_grad(p, X, y)[0])

@@ -177,7 +177,8 @@ def test_hidden_widths_grid_and_models_trained_alone():
     assert np.allclose(np.diff(np.log10(lr)), 0.5)              # two points per decade
     assert np.isin(lr, studies.SOFTMAX_LR).all()               # points of the finer grid
     data = load_digits_split(0)
-    runs = studies.hidden_widths(data, (3,), epochs=1, seeds=(0,), lr=lr[[3, 5]])
+    runs = studies.hidden_widths(data, (3,), epochs=1, seeds=(0,), lr=lr[[3, 5]],
+                                 gd_lr=lr[[3, 5]])
     assert runs[3]["gd"].test_acc.shape == (1, 2)
     assert runs[3]["bn_split"].test_acc.shape == (1, 1, 2)
     # each model of the grid is the network trained alone at its eps (eps_a = 0.1 with BN)
@@ -190,5 +191,42 @@ def test_hidden_widths_grid_and_models_trained_alone():
                                alone_bn.batch_loss[:, 0], rtol=1e-12)
     with pytest.raises(ValueError, match="1-D"):
         studies.hidden_widths(data, (3,), epochs=1, lr=[[1.0]])
+    with pytest.raises(ValueError, match="1-D"):
+        studies.hidden_widths(data, (3,), epochs=1, gd_lr=[[1.0]])
     with pytest.raises(ValueError, match="widths"):
         studies.hidden_widths(data, (0,), epochs=1, lr=[1.0])
+
+
+def test_hidden_widths_gd_grid_and_budgets():
+    """gd's grid is the study's up to 10^2.5; a sequence of budgets reads one run twice."""
+    from bnlib import load_digits_split
+
+    assert np.array_equal(studies.WIDTH_GD_LR, studies.WIDTH_LR[studies.WIDTH_LR < 10**2.6])
+    assert np.isclose(studies.WIDTH_GD_LR[-1], 10**2.5)
+    data = load_digits_split(0)
+    kw = {"seeds": (1,), "lr": studies.WIDTH_LR[[4, 12]], "gd_lr": studies.WIDTH_LR[[4]]}
+    both = studies.hidden_widths(data, (2, 3), epochs=(1, 2), **kw)
+    assert list(both) == [1, 2] and list(both[1]) == [2, 3]
+    for e in (1, 2):
+        alone = studies.hidden_widths(data, (2, 3), epochs=e, **kw)
+        for h in (2, 3):
+            assert both[e][h]["gd"].test_acc.shape == (1, 1)
+            assert both[e][h]["bn_split"].test_acc.shape == (1, 1, 2)
+            for key in ("gd", "bn_split"):
+                np.testing.assert_array_equal(both[e][h][key].batch_loss,
+                                              alone[h][key].batch_loss)
+                np.testing.assert_array_equal(both[e][h][key].test_acc, alone[h][key].test_acc)
+
+
+def test_split_runs_budgets_keep_the_parameters_of_each():
+    from bnlib import load_digits_split
+
+    data = load_digits_split(0)
+    lr = np.array([0.1, 1000.0])
+    runs = studies.split_runs(data, (1.0, 1e3), epochs=(1, 2), seeds=(0,), lr=lr)
+    one = studies.split_runs(data, (1.0, 1e3), epochs=1, seeds=(0,), lr=lr)
+    for k, p in one.params.items():
+        np.testing.assert_array_equal(runs[1].params[k], p)
+    assert not np.array_equal(runs[2].params["W0"], runs[1].params["W0"])
+    q = studies.softmax_quadratic(data, (1e3,), epochs=(1, 2), seeds=(0,), lr=lr)
+    np.testing.assert_array_equal(q[2]["bn_split"].test_acc[:, 0], runs[2].test_acc[:, 1])
