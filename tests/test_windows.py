@@ -226,3 +226,25 @@ def test_lr_windows_rejects_bad_input():
         lr_windows(probs, lr, 0, 1e-3, w0)
     with pytest.raises(ValueError, match="kappa"):
         lr_study(0.5)
+
+
+def test_bngd_window_ends_are_the_ends_of_a_brute_force_interval():
+    """Where the set of steps reaching tol is one interval (checked on a grid of 200 points per
+    decade with real runs; chapter 04's problem, BNGD from a_0 of the wrong sign), the ends
+    found agree with the grid's to within the grid's spacing and rel_tol."""
+    from bnlib import OLS
+
+    problem = OLS.random(10, 20.0, seed=4, noise=0.5)
+    w0 = np.random.default_rng(2019).standard_normal(10)
+    w0 /= np.linalg.norm(w0)
+    a0 = -0.5 * np.sign(w0 @ problem.g)
+    lr = np.logspace(-2.5, 2.5, 1001)
+    run = bngd(problem, lr, 1000, a0, w0, record="loss")
+    ok = (run.excess[-1] <= 1e-12) & ~run.diverged
+    i0, i1 = np.flatnonzero(ok)[[0, -1]]
+    assert 0 < i0 < i1 < lr.size - 1 and ok[i0:i1 + 1].all()       # one interval inside
+    rel_tol = 1e-3
+    lo, hi = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=lr[0],
+                                 above=lr[-1], rel_tol=rel_tol)
+    assert lr[i0 - 1] < lo <= lr[i0] * (1 + rel_tol)
+    assert lr[i1] / (1 + rel_tol) <= hi < lr[i1 + 1]
