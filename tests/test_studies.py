@@ -217,3 +217,12 @@ def test_standard_decay_settings_are_the_chapters(monkeypatch):
     np.testing.assert_allclose(np.log10(lr_w), np.linspace(-4, 6, 101), atol=1e-12)
     np.testing.assert_allclose(wd, [0.0, 1e-4, 1e-3, 1e-2])
     assert (steps, steps_w) == (10_000, 4000)
+
+
+def test_window_decades_counts_a_seed_mean_exactly_at_the_threshold():
+    """'Reaches' includes equality: a seed mean of exactly 0.75 (binary-exact) is inside."""
+    lr = np.logspace(0, 1, 3)                  # 2 points per decade: each counts 0.5
+    acc = np.array([[0.5, 0.5, 1.0], [0.5, 1.0, 1.0]])   # seed means 0.5, 0.75, 1.0
+    assert acc.mean(axis=0)[1] == 0.75
+    out = windows.window_decades({"gd": fake_run(acc, lr)}, 0.75)
+    assert out["gd"] == pytest.approx(2 * 0.5)
