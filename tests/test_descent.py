@@ -708,3 +708,31 @@ def test_bad_input(problem):
         wngd(problem, np.ones(3), 5, np.ones(2), w0)
     with pytest.raises(ValueError, match="u_star"):
         wn_kappa(problem.H, np.zeros(problem.d))
+
+
+def test_steps_to_counts_an_excess_equal_to_tol(problem, rng):
+    """'First k with excess <= tol': a tol equal to a recorded excess is reached at that step."""
+    run = gd(problem, np.array([0.01, 0.03]), 50, rng.standard_normal(problem.d), record="loss")
+    for m in range(2):
+        tol = run.excess[20, m]
+        assert run.steps_to(np.array([tol, tol]))[m] == np.flatnonzero(run.excess[:, m] <= tol)[0]
+        assert np.all(run.excess[:20, m] > tol)                 # strictly decreasing: k = 20
+
+
+def test_divergence_is_flagged_at_blowup_times_the_larger_of_the_start_loss_and_c_half(problem):
+    """GD beyond its edge from w0 = 0 (J0 = c/2) and from a far start (J0 > c/2): the loss is
+    recorded up to the last step with J0 <= blowup · max(J0(w0), c/2), computed here by
+    iterating e ← (I − εH) e with numpy, and is inf from the next one."""
+    H, u = problem.H, problem.u_star
+    lr = 1.3 * 2 / np.linalg.eigvalsh(H)[-1]
+    for w0 in (np.zeros(problem.d), 30 * u):
+        e, losses = w0 - u, []
+        for _ in range(61):
+            losses.append(problem.min_loss + 0.5 * e @ H @ e)
+            e = e - lr * (H @ e)
+        limit = 100.0 * max(losses[0], 0.5 * problem.c)
+        first = int(np.argmax(np.array(losses) > limit))
+        assert 0 < first < 60
+        run = gd(problem, lr, 60, w0, record="loss", blowup=100.0)
+        assert run.diverged
+        assert np.all(np.isfinite(run.loss[:first])) and np.all(np.isinf(run.loss[first:]))
