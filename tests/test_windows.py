@@ -248,3 +248,11 @@ def test_bngd_window_ends_are_the_ends_of_a_brute_force_interval():
                                  above=lr[-1], rel_tol=rel_tol)
     assert lr[i0 - 1] < lo <= lr[i0] * (1 + rel_tol)
     assert lr[i1] / (1 + rel_tol) <= hi < lr[i1 + 1]
+
+
+def test_crossing_width_exact_zero_excess_before_an_outside_point():
+    """An excess of exactly 0 (log −inf) is deep inside from either side: with an outside
+    point to its right the crossing is at that point, a whole decade here."""
+    lr = np.logspace(0, 4, 5)                                   # spacing one decade
+    y = np.array([1.0, -1.0, -np.inf, 1.0, 1.0])
+    assert np.isclose(crossing_width(y, lr, 0.0), 0.5 + 1.0 + 1.0)
