@@ -256,3 +256,19 @@ def test_crossing_width_exact_zero_excess_before_an_outside_point():
     lr = np.logspace(0, 4, 5)                                   # spacing one decade
     y = np.array([1.0, -1.0, -np.inf, 1.0, 1.0])
     assert np.isclose(crossing_width(y, lr, 0.0), 0.5 + 1.0 + 1.0)
+
+
+def test_lr_windows_grid_that_already_holds_the_point_below_the_edge():
+    """GD's extra run sits at 2/λ_max · (1 − 10⁻⁹); a grid that holds that very step size is
+    used as it is (not with the point twice), and the width is crossing_width of the closed
+    form Σ λ_i (1 − ελ_i)^{2K} u_i² / Σ λ_i u_i² on that grid."""
+    lam = np.array([1.0, 4.0])
+    p = eigen_problem(lam, seed=0)
+    edge = 2 / lam.max() * (1 - 1e-9)
+    lr = np.concatenate([np.logspace(-2, -0.5, 7), [edge]])
+    K, tol = 20, 1e-3
+    out = lr_windows([p], lr, K, tol, np.ones(2))
+    u = p.u_star
+    rel = np.array([np.sum(lam * (1 - e * lam) ** (2 * K) * u**2) for e in lr]) / np.sum(lam * u**2)
+    assert rel.min() > 1e-10                              # far above rounding noise
+    assert np.isclose(out.gd[0], crossing_width(np.log10(rel), lr, np.log10(tol)), rtol=1e-9)
