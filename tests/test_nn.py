@@ -434,3 +434,13 @@ def test_sgd_heavy_bad_input(rng):
         train(net, data, 0.1, momentum=1.0)
     with pytest.raises(ValueError, match="broadcast"):
         train(net, data, np.ones(2), weight_decay=np.ones(3))
+
+
+def test_predict_logits_without_bn_adds_the_biases(rng):
+    """Evaluation of a plain network (no BN): z = a W + b per layer, as written out by hand."""
+    net = MLP((5, 6, 3), bn=False)
+    params = net.init(2)
+    for k in params:
+        params[k] = rng.standard_normal(params[k].shape)        # nonzero biases too
+    X = rng.standard_normal((20, 5))
+    assert np.allclose(net.predict_logits(params, X), naive_logits(net, params, X), rtol=1e-12)
