@@ -736,3 +736,26 @@ def test_divergence_is_flagged_at_blowup_times_the_larger_of_the_start_loss_and_
         run = gd(problem, lr, 60, w0, record="loss", blowup=100.0)
         assert run.diverged
         assert np.all(np.isfinite(run.loss[:first])) and np.all(np.isinf(run.loss[first:]))
+
+
+@pytest.mark.parametrize("method", ["gd", "bngd"])
+def test_a_loss_exactly_at_the_divergence_limit_does_not_exceed_it(problem, method):
+    """'Exceeds' is strict: blowup chosen so that blowup · max(J(start), c/2) equals, in
+    floating point, the loss of a diverging run (GD beyond its edge, BNGD with ε_a = 2.5) at
+    its first step k above 1.5 times that maximum; step k lives, step k + 1 is flagged."""
+    w0 = np.ones(problem.d)
+    if method == "gd":
+        lr = 1.3 * 2 / np.linalg.eigvalsh(problem.H)[-1]
+        run_with = lambda blowup: gd(problem, lr, 40, w0, record="loss", blowup=blowup)  # noqa: E731
+    else:
+        run_with = lambda blowup: bngd(problem, 0.1, 40, 1.0, w0, lr_a=2.5, record="loss",  # noqa: E731
+                                       blowup=blowup)
+    free = run_with(1e300)
+    start = max(free.loss[0], 0.5 * problem.c)
+    k = int(np.argmax(free.loss > 1.5 * start))
+    target = free.loss[k]
+    b = target / start
+    blowup = next(x for x in (b, np.nextafter(b, 0), np.nextafter(b, np.inf)) if x * start == target)
+    assert 0 < k < 39 and np.all(free.loss[:k] < target) and free.loss[k + 1] > target
+    run = run_with(blowup)
+    assert np.all(np.isfinite(run.loss[:k + 1])) and np.all(np.isinf(run.loss[k + 1:]))
