@@ -99,3 +99,17 @@ def test_floor_sweep_floor_and_spread_are_the_tail_statistics(small):
     spread = (tail.max() - tail.min()) / tail.mean()
     assert np.isclose(float(sw.floor.ravel()[0]), tail.mean(), rtol=1e-9)
     assert abs(float(sw.spread.ravel()[0]) - spread) <= 1e-6 * spread + 1e-12
+
+
+def test_decay_windows_count_a_final_excess_equal_to_tol():
+    """'Final excess <= tol': with tol equal to one run's final excess, that run is inside
+    (widths are grid points times the spacing, 4 points per decade here)."""
+    p = eigen_problem(np.array([1.0, 3.0, 10.0]), seed=1)
+    lr = np.logspace(-2, 0, 9)
+    w0 = np.ones(3) / np.sqrt(3)
+    first = decay.decay_windows(p, lr, np.zeros(1), 30, 1.0, w0, 1e-3)
+    for name in ("gd", "bngd"):
+        final = getattr(first, name)[0]
+        t = float(np.sort(final[np.isfinite(final)])[2])        # the third smallest final excess
+        win = decay.decay_windows(p, lr, np.zeros(1), 30, 1.0, w0, t)
+        assert getattr(win, "width_" + name)[0] == pytest.approx(np.count_nonzero(final <= t) / 4)

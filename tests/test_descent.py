@@ -723,3 +723,54 @@ def test_bad_input(problem):
         wngd(problem, np.ones(3), 5, np.ones(2), w0)
     with pytest.raises(ValueError, match="u_star"):
         wn_kappa(problem.H, np.zeros(problem.d))
+
+
+def test_steps_to_counts_an_excess_equal_to_tol(problem, rng):
+    """'First k with excess <= tol': a tol equal to a recorded excess is reached at that step."""
+    run = gd(problem, np.array([0.01, 0.03]), 50, rng.standard_normal(problem.d), record="loss")
+    for m in range(2):
+        tol = run.excess[20, m]
+        assert run.steps_to(np.array([tol, tol]))[m] == np.flatnonzero(run.excess[:, m] <= tol)[0]
+        assert np.all(run.excess[:20, m] > tol)                 # strictly decreasing: k = 20
+
+
+def test_divergence_is_flagged_at_blowup_times_the_larger_of_the_start_loss_and_c_half(problem):
+    """GD beyond its edge from w0 = 0 (J0 = c/2) and from a far start (J0 > c/2): the loss is
+    recorded up to the last step with J0 <= blowup · max(J0(w0), c/2), computed here by
+    iterating e ← (I − εH) e with numpy, and is inf from the next one."""
+    H, u = problem.H, problem.u_star
+    lr = 1.3 * 2 / np.linalg.eigvalsh(H)[-1]
+    for w0 in (np.zeros(problem.d), 30 * u):
+        e, losses = w0 - u, []
+        for _ in range(61):
+            losses.append(problem.min_loss + 0.5 * e @ H @ e)
+            e = e - lr * (H @ e)
+        limit = 100.0 * max(losses[0], 0.5 * problem.c)
+        first = int(np.argmax(np.array(losses) > limit))
+        assert 0 < first < 60
+        run = gd(problem, lr, 60, w0, record="loss", blowup=100.0)
+        assert run.diverged
+        assert np.all(np.isfinite(run.loss[:first])) and np.all(np.isinf(run.loss[first:]))
+
+
+@pytest.mark.parametrize("method", ["gd", "bngd"])
+def test_a_loss_exactly_at_the_divergence_limit_does_not_exceed_it(problem, method):
+    """'Exceeds' is strict: blowup chosen so that blowup · max(J(start), c/2) equals, in
+    floating point, the loss of a diverging run (GD beyond its edge, BNGD with ε_a = 2.5) at
+    its first step k above 1.5 times that maximum; step k lives, step k + 1 is flagged."""
+    w0 = np.ones(problem.d)
+    if method == "gd":
+        lr = 1.3 * 2 / np.linalg.eigvalsh(problem.H)[-1]
+        run_with = lambda blowup: gd(problem, lr, 40, w0, record="loss", blowup=blowup)  # noqa: E731
+    else:
+        run_with = lambda blowup: bngd(problem, 0.1, 40, 1.0, w0, lr_a=2.5, record="loss",  # noqa: E731
+                                       blowup=blowup)
+    free = run_with(1e300)
+    start = max(free.loss[0], 0.5 * problem.c)
+    k = int(np.argmax(free.loss > 1.5 * start))
+    target = free.loss[k]
+    b = target / start
+    blowup = next(x for x in (b, np.nextafter(b, 0), np.nextafter(b, np.inf)) if x * start == target)
+    assert 0 < k < 39 and np.all(free.loss[:k] < target) and free.loss[k + 1] > target
+    run = run_with(blowup)
+    assert np.all(np.isfinite(run.loss[:k + 1])) and np.all(np.isinf(run.loss[k + 1:]))

@@ -131,3 +131,16 @@ def test_old_argument_order_fails_loudly(problem, rng):
     w0 = rng.standard_normal(problem.d)
     with pytest.raises((TypeError, ValueError), match="steps"):
         bn_flow(problem, 0.5, w0, 1.0, 50)
+
+
+def test_divergence_limit_is_on_the_loss_not_the_excess(problem):
+    """RK4 with a huge step grows the loss; with blowup set so that blowup · max(J(start), c/2)
+    lies J* below the loss after one step, that step is the first flagged (a limit written on
+    the excess must be that bound minus J*, not plus: J* = 0.25 here)."""
+    free = bn_flow(problem, 20.0, 5, 1.0, np.ones(problem.d), blowup=1e300)
+    assert not free.diverged and problem.min_loss > 0.1
+    start = max(free.loss[0], 0.5 * problem.c)
+    assert free.loss[0] <= start < free.loss[1] - problem.min_loss
+    blowup = (free.loss[1] - problem.min_loss) / start
+    run = bn_flow(problem, 20.0, 5, 1.0, np.ones(problem.d), blowup=blowup)
+    assert run.diverged and np.isfinite(run.loss[0]) and np.all(np.isinf(run.loss[1:]))

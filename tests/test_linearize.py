@@ -380,3 +380,24 @@ def test_contraction_steady_flag_at_its_tolerance(jump, steady):
     logh = np.where(k < 300, s1 * k, s1 * 300 + s2 * (k - 300))
     c = contraction(np.exp(logh), rtol=rtol, rel_floor=1e-300, min_decay=1.0)
     assert bool(c.steady) is steady
+
+
+@pytest.mark.parametrize("kink", [240, 300, 330, 370])
+def test_contraction_fits_the_last_half_and_splits_it_at_its_middle(kink):
+    """A log-history bending at ``kink`` inside the fitted tail (n = 400: the last 200
+    points). The rate is the least-squares slope over exactly those 200 points, and steady
+    is decided by the slopes of points 200–299 against 300–399 (np.polyfit on each): a
+    kink at 300 separates them completely, one elsewhere mixes one half."""
+    from bnlib import contraction
+
+    n, rtol, s1, s2 = 400, 0.05, -0.2, -0.212            # |s1 - s2| = 1.2 · rtol · |s1|
+    k = np.arange(n)
+    logh = np.where(k < kink, s1 * k, s1 * kink + s2 * (k - kink))
+    c = contraction(np.exp(logh), rtol=rtol, rel_floor=1e-300, min_decay=1.0)
+    fit = np.polyfit(k[200:], logh[200:], 1)[0]
+    h1, h2 = np.polyfit(k[200:300], logh[200:300], 1)[0], np.polyfit(k[300:], logh[300:], 1)[0]
+    agree = bool(abs(h1 - h2) <= rtol * max(abs(h1), abs(h2)))
+    assert c.points == 200
+    assert np.isclose(c.rate, np.exp(fit), rtol=1e-12)
+    assert bool(c.steady) is agree
+    assert agree is (kink != 300)    # the cases are not all alike

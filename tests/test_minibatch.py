@@ -350,3 +350,13 @@ def test_level_window_brackets_the_mean_by_its_standard_error():
         windows.level_window(final[:1], lr, 0.01)
     with pytest.raises(ValueError, match="level"):
         windows.level_window(final, lr, -1.0)
+
+
+def test_good_window_keeps_a_run_exactly_at_its_level():
+    """'At most below' and 'at most factor times the best' include the ends: 0.5 is good with
+    below = 0.5, and 0.6 is good with best 0.3 and factor 2 (binary-exact: 2 · 0.3 is 0.6)."""
+    lr = np.logspace(0, 2, 5)                                    # two points per decade
+    final = np.array([0.5, 0.3, 0.6, 0.9, np.inf])
+    assert 2 * 0.3 == 0.6
+    assert windows.good_window(final, lr, below=0.5) == pytest.approx(1.0)    # 0.5, 0.3
+    assert windows.good_window(final, lr, below=0.6) == pytest.approx(1.5)    # 0.5, 0.3, 0.6

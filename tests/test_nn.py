@@ -572,3 +572,11 @@ def test_constant_unit_without_offset_is_rejected_or_diverges(rng):
     with pytest.raises(ValueError, match="constant"):
         net.loss_and_grad(p, X, y)
     assert np.isfinite(MLP((5, 3), bn=True).loss_and_grad(p, X, y)[0])
+def test_predict_logits_without_bn_adds_the_biases(rng):
+    """Evaluation of a plain network (no BN): z = a W + b per layer, as written out by hand."""
+    net = MLP((5, 6, 3), bn=False)
+    params = net.init(2)
+    for k in params:
+        params[k] = rng.standard_normal(params[k].shape)        # nonzero biases too
+    X = rng.standard_normal((20, 5))
+    assert np.allclose(net.predict_logits(params, X), naive_logits(net, params, X), rtol=1e-12)

@@ -230,3 +230,35 @@ def test_split_runs_budgets_keep_the_parameters_of_each():
     assert not np.array_equal(runs[2].params["W0"], runs[1].params["W0"])
     q = studies.softmax_quadratic(data, (1e3,), epochs=(1, 2), seeds=(0,), lr=lr)
     np.testing.assert_array_equal(q[2]["bn_split"].test_acc[:, 0], runs[2].test_acc[:, 1])
+def test_standard_decay_settings_are_the_chapters(monkeypatch):
+    """The weight-decay chapter's settings, read off the two calls standard_decay makes (the
+    runs themselves are stubbed: they take seconds) and checked against numpy: H with
+    eigenvalues log-spaced in [1, 100], a unit start along seed 1's normal draw, and the
+    windows' tolerance 10⁻³ (J0(0) − J*) = 10⁻³ u*ᵀHu*/2."""
+    calls = {}
+    monkeypatch.setattr(studies, "floor_sweep", lambda *a, **k: calls.setdefault("sweep", a))
+    monkeypatch.setattr(studies, "decay_windows", lambda *a, **k: calls.setdefault("win", a))
+    problem, _, _ = studies.standard_decay()
+    p, lr, lr_decay, steps, a0, w0 = calls["sweep"]
+    q, lr_w, wd, steps_w, a0_w, w0_w, tol = calls["win"]
+    assert p is problem and q is problem
+    np.testing.assert_allclose(np.linalg.eigvalsh(problem.H), np.logspace(0, 2, 20), rtol=1e-12)
+    draw = np.random.default_rng(1).standard_normal(20)
+    np.testing.assert_allclose(w0, draw / np.sqrt(draw @ draw), rtol=1e-12)
+    assert w0_w is w0 and a0 == a0_w == 1.0
+    u_star = np.linalg.solve(problem.H, problem.g)
+    assert np.isclose(tol, 1e-3 * 0.5 * u_star @ problem.H @ u_star, rtol=1e-12)
+    np.testing.assert_allclose(lr, [0.1, 1.0, 10.0])
+    np.testing.assert_allclose(np.log10(lr_decay), np.linspace(-4, -1, 7), rtol=1e-12)
+    np.testing.assert_allclose(np.log10(lr_w), np.linspace(-4, 6, 101), atol=1e-12)
+    np.testing.assert_allclose(wd, [0.0, 1e-4, 1e-3, 1e-2])
+    assert (steps, steps_w) == (10_000, 4000)
+
+
+def test_window_decades_counts_a_seed_mean_exactly_at_the_threshold():
+    """'Reaches' includes equality: a seed mean of exactly 0.75 (binary-exact) is inside."""
+    lr = np.logspace(0, 1, 3)                  # 2 points per decade: each counts 0.5
+    acc = np.array([[0.5, 0.5, 1.0], [0.5, 1.0, 1.0]])   # seed means 0.5, 0.75, 1.0
+    assert acc.mean(axis=0)[1] == 0.75
+    out = windows.window_decades({"gd": fake_run(acc, lr)}, 0.75)
+    assert out["gd"] == pytest.approx(2 * 0.5)

@@ -249,3 +249,45 @@ def test_measured_wngd_rate_matches_wn_rate():
     assert c.steady
     pred = wn_rate(p.H, p.u_star, run.lr_eff[-1], 0.05)
     assert np.isclose(c.rate, pred, rtol=2e-3)
+
+
+def eigen_steps_to(lam, e0, lrs, tol, max_steps):
+    """GD's step count to 1/2 sum_i lam_i (1 - lr lam_i)^(2k) e0_i^2 <= tol, by bisection in k
+    (each mode written out in the eigenbasis; stable steps only)."""
+    f2 = (1 - np.outer(lrs, lam)) ** 2
+
+    def excess(k):
+        return 0.5 * np.sum(lam * e0**2 * f2 ** k[:, None], axis=1)
+
+    lo, hi = np.zeros(len(lrs)), np.full(len(lrs), float(max_steps))
+    for _ in range(int(np.log2(max_steps)) + 2):
+        mid = np.floor((lo + hi) / 2)
+        good = excess(mid) <= tol
+        lo, hi = np.where(good, lo, mid), np.where(good, mid, hi)
+    return np.where(excess(hi) <= tol, hi, np.inf)
+
+
+def test_gd_best_step_is_the_middle_of_a_narrow_count_minimising_interval():
+    """κ = 1000 and a tight tolerance: the steps reaching the fewest count (3220 here) form an
+    interval about half a cell of the 2001-point first grid wide, which that grid misses
+    (its best is one step more); the refinement must find the interval and return its middle.
+    The interval comes from a brute-force grid 4·10⁻⁴ of its width fine, in the eigenbasis."""
+    from bnlib import eigen_problem
+
+    lam = np.array([1.0, np.sqrt(1000.0), 1000.0])
+    p = eigen_problem(lam, seed=0)
+    w0, tol = np.zeros(3), 1e-10 * p.excess_at_zero
+    lr_best, n_best = theory.gd_best_step(p, w0, tol, 200_000)
+    star, edge = 2 / (lam[0] + lam[-1]), 2 / lam[-1]  # the rate-optimal step, the edge
+    fine = np.linspace((1 - 5e-3) * star, edge, 60_001)
+    assert np.array_equal(p.H, np.diag(lam))           # H is diagonal: the eigenbasis is e_i
+    count = eigen_steps_to(lam, w0 - p.u_star, fine, tol, 200_000)
+    best = fine[count == count.min()]
+    assert np.all(np.diff(np.flatnonzero(count == count.min())) == 1)   # one interval
+    lo, hi = best.min(), best.max()
+    coarse = edge / 2000
+    assert 0.2 * coarse < hi - lo < 0.8 * coarse       # narrower than the first grid's cell
+    assert n_best == count.min()
+    first = eigen_steps_to(lam, w0 - p.u_star, np.linspace(edge / 2001, edge, 2001), tol, 200_000)
+    assert first.min() == n_best + 1                   # the first grid alone misses it
+    assert abs(lr_best - (lo + hi) / 2) <= 0.01 * (hi - lo)

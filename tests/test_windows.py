@@ -226,3 +226,49 @@ def test_lr_windows_rejects_bad_input():
         lr_windows(probs, lr, 0, 1e-3, w0)
     with pytest.raises(ValueError, match="kappa"):
         lr_study(0.5)
+
+
+def test_bngd_window_ends_are_the_ends_of_a_brute_force_interval():
+    """Where the set of steps reaching tol is one interval (checked on a grid of 100 points per
+    decade with real runs; chapter 04's problem, BNGD from a_0 of the wrong sign), the ends
+    found agree with the grid's to within the grid's spacing and rel_tol."""
+    from bnlib import OLS
+
+    problem = OLS.random(10, 20.0, seed=4, noise=0.5)
+    w0 = np.random.default_rng(2019).standard_normal(10)
+    w0 /= np.linalg.norm(w0)
+    a0 = -0.5 * np.sign(w0 @ problem.g)
+    lr = np.logspace(-2.5, 2.5, 501)
+    run = bngd(problem, lr, 1000, a0, w0, record="loss")
+    ok = (run.excess[-1] <= 1e-12) & ~run.diverged
+    i0, i1 = np.flatnonzero(ok)[[0, -1]]
+    assert 0 < i0 < i1 < lr.size - 1 and ok[i0:i1 + 1].all()       # one interval inside
+    rel_tol = 1e-2
+    lo, hi = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=lr[0],
+                                 above=lr[-1], rel_tol=rel_tol)
+    assert lr[i0 - 1] < lo <= lr[i0] * (1 + rel_tol)
+    assert lr[i1] / (1 + rel_tol) <= hi < lr[i1 + 1]
+
+
+def test_crossing_width_exact_zero_excess_before_an_outside_point():
+    """An excess of exactly 0 (log −inf) is deep inside from either side: with an outside
+    point to its right the crossing is at that point, a whole decade here."""
+    lr = np.logspace(0, 4, 5)                                   # spacing one decade
+    y = np.array([1.0, -1.0, -np.inf, 1.0, 1.0])
+    assert np.isclose(crossing_width(y, lr, 0.0), 0.5 + 1.0 + 1.0)
+
+
+def test_lr_windows_grid_that_already_holds_the_point_below_the_edge():
+    """GD's extra run sits at 2/λ_max · (1 − 10⁻⁹); a grid that holds that very step size is
+    used as it is (not with the point twice), and the width is crossing_width of the closed
+    form Σ λ_i (1 − ελ_i)^{2K} u_i² / Σ λ_i u_i² on that grid."""
+    lam = np.array([1.0, 4.0])
+    p = eigen_problem(lam, seed=0)
+    edge = 2 / lam.max() * (1 - 1e-9)
+    lr = np.concatenate([np.logspace(-2, -0.5, 7), [edge]])
+    K, tol = 20, 1e-3
+    out = lr_windows([p], lr, K, tol, np.ones(2))
+    u = p.u_star
+    rel = np.array([np.sum(lam * (1 - e * lam) ** (2 * K) * u**2) for e in lr]) / np.sum(lam * u**2)
+    assert rel.min() > 1e-10                              # far above rounding noise
+    assert np.isclose(out.gd[0], crossing_width(np.log10(rel), lr, np.log10(tol)), rtol=1e-9)
