@@ -151,8 +151,8 @@ def _move_reference(r, scale=None, inplace=False):
 # much again as one without), written into two work arrays, and the exceptions (exact values,
 # non-finite values or scales) looked for afterwards, by counting, and only then masked.
 _SMALL = 6
-_BLOCK = 8192              # arrays up to this size get cached full-size constants; larger ones
-#                          are moved a block of this size at a time
+_BLOCK = 8192              # arrays up to this size get cached full-size constants
+_CHUNK = 16384             # larger ones are moved this many entries at a time
 _ND, _F64, _U64 = np.ndarray, np.dtype(np.float64), np.dtype(np.uint64)
 _M64 = (1 << 64) - 1
 _IMANT, _ILOW, _IEXP = int(_MANT), int(_LOW), int(_EXP)
@@ -237,9 +237,9 @@ def _consts(shape, n: int):
 
 
 def _np_block(x, s, out, c):
-    """The moved values of the C-contiguous float64 array ``x`` (at most _BLOCK entries) by
-    the non-negative scale ``s`` of its shape (None: relatively), written into ``out`` (None:
-    a new array); ``c``: the hash's operands, shaped like ``x`` (:func:`_consts`)."""
+    """The moved values of the C-contiguous float64 array ``x`` by the non-negative scale
+    ``s`` of its shape (None: relatively), written into ``out`` (None: a new array); ``c``:
+    the hash's operands, shaped like ``x`` (:func:`_consts`) or scalars."""
     _, _, mant, key, c1, s31, c2, s29, c3, s32, s11, low, scale, delta = c
     n = x.size
     bits = x.view(_U64)
@@ -276,8 +276,9 @@ def _np_block(x, s, out, c):
 def _np_move(r, s, inplace):
     """:func:`_move` of the float64 array ``r`` (more than _SMALL entries, C-contiguous unless
     ``inplace``) by the non-negative float64 scale ``s`` of its shape, or relatively (None).
-    Arrays of more than _BLOCK entries are moved a block at a time (the hash's dozen passes
-    over a block stay in the CPU's cache)."""
+    Arrays of more than _BLOCK entries are moved _CHUNK entries at a time with scalar
+    operands (the hash's dozen passes over a chunk stay in the CPU's cache: 3 times faster
+    than whole passes over 320000 entries)."""
     x = r if r.flags.c_contiguous else np.ascontiguousarray(r)
     shape, n = x.shape, x.size
     if n <= _BLOCK:
@@ -286,19 +287,15 @@ def _np_move(r, s, inplace):
             c = _consts(shape, n)
         out = _np_block(x, s, None, c)
     else:
+        key, delta = _State.key, _State.delta
+        c = (key, delta, *(np.uint64(v) for v in (_MANT, key, _C1, 31, _C2, 29, _C3, 32, 11, _LOW)),
+             2.0 ** -52 * delta, delta)
         xs, ss = x.reshape(-1), None if s is None else s.reshape(-1)
         out = np.empty(shape)
         flat = out.reshape(-1)
-        c = _CONSTS.get(_BLOCK)
-        if c is None or c[0] is not _State.key or c[1] != _State.delta:
-            c = _consts(_BLOCK, _BLOCK)
-        full = n - n % _BLOCK
-        for i in range(0, full, _BLOCK):
-            j = i + _BLOCK
+        for i in range(0, n, _CHUNK):
+            j = i + _CHUNK
             _np_block(xs[i:j], None if ss is None else ss[i:j], flat[i:j], c)
-        if full < n:
-            _np_block(xs[full:], None if ss is None else ss[full:], flat[full:],
-                      _consts(n - full, n - full))
     if inplace:
         r[...] = out
         return r
