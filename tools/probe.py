@@ -42,6 +42,7 @@ from __future__ import annotations
 import ast
 import importlib.abc
 import importlib.machinery
+import struct
 import sys
 from pathlib import Path
 
@@ -143,104 +144,187 @@ def _move_reference(r, scale=None, inplace=False):
 
 
 # The probe's cost is the number of calls it wraps (hundreds of thousands of products of
-# small arrays per chapter), so _move has two fast paths that compute bitwise the same
-# numbers as _move_reference: Python integer arithmetic for scalars and arrays of up to
-# _SMALL entries (a numpy call costs as much as hashing a few entries in Python), and for
-# larger arrays the same numpy operations with full-size constant operands (a ufunc call
-# with a scalar operand costs several times one without) and no temporary masks.
-_SMALL = 24
+# small arrays per chapter), so _move has fast paths that compute bitwise the same numbers as
+# _move_reference: Python integer arithmetic for scalars and arrays of up to _SMALL entries (a
+# numpy call costs as much as hashing a few entries in Python), and for larger arrays the hash
+# in numpy with full-size constant operands (a ufunc call with a scalar operand costs half as
+# much again as one without), written into two work arrays, and the exceptions (exact values,
+# non-finite values or scales) looked for afterwards, by counting, and only then masked.
+_SMALL = 6
+_BLOCK = 8192              # arrays up to this size get cached full-size constants
+_CHUNK = 16384             # larger ones are moved this many entries at a time
+_ND, _F64, _U64 = np.ndarray, np.dtype(np.float64), np.dtype(np.uint64)
 _M64 = (1 << 64) - 1
 _IMANT, _ILOW, _IEXP = int(_MANT), int(_LOW), int(_EXP)
 _IC1, _IC2, _IC3 = int(_C1), int(_C2), int(_C3)
-_CONSTS: dict = {}
+_DBL, _QWORD = struct.Struct("<d"), struct.Struct("<Q")
+_CONSTS: dict = {}          # shape -> (key, delta, the hash's operands shaped like it)
+_BASES: dict = {}           # size -> the same, flat
+_and, _xor, _shr, _mul = np.bitwise_and, np.bitwise_xor, np.right_shift, np.multiply
+_add, _sub, _cnz, _isfinite, _where = np.add, np.subtract, np.count_nonzero, np.isfinite, np.where
+
+# The probe's own arithmetic never warns or raises, whatever np.seterr or np.errstate says
+# (the reference runs under np.errstate(all="ignore")); np.errstate costs about a microsecond
+# per use, so the fast path sets numpy's error-state context variable directly where this
+# numpy has one (numpy >= 2, the pinned one does) and falls back to np.errstate otherwise.
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar as _FP_STATE
+    from numpy._core._ufunc_config import _make_extobj
+
+    _FP_IGNORE = _make_extobj(all="ignore")
+
+    def _quiet():
+        return _FP_STATE.set(_FP_IGNORE)
+
+    def _loud(token):
+        _FP_STATE.reset(token)
+except (ImportError, AttributeError, TypeError):       # pragma: no cover (older numpy)
+    def _quiet():
+        state = np.errstate(all="ignore")
+        state.__enter__()
+        return state
+
+    def _loud(token):
+        token.__exit__(None, None, None)
+
+
+def _bits(x: float) -> int:
+    return _QWORD.unpack(_DBL.pack(x))[0]
+
+
+def _py_move1(x: float, b: int, s, key: int, delta: float) -> float:
+    """The moved value of the Python float ``x`` with bit pattern ``b`` (``s``: the scale, or
+    None for a relative move), in Python arithmetic (IEEE double, as numpy's)."""
+    m = b & _IMANT
+    if m & _ILOW and b & _IEXP != _IEXP:
+        h = ((m ^ key) * _IC1) & _M64
+        h = ((h ^ (h >> 31)) * _IC2) & _M64
+        h = ((h ^ (h >> 29)) * _IC3) & _M64
+        f = ((h ^ (h >> 32)) >> 11) * (2.0 ** -52 * delta) - delta
+    else:
+        f = 0.0
+    if s is None:
+        return x + (f * x if f != 0.0 else 0.0)
+    s = abs(s)
+    return x + (f * s if s - s == 0.0 else 0.0)      # s - s == 0: s finite
 
 
 def _py_moved(xs, bs, ss):
     """The moved values of the Python floats ``xs`` with bit patterns ``bs`` (``ss``: the
-    scales, or None for relative moves), in Python arithmetic (IEEE double, as numpy's)."""
+    scales, or None for relative moves)."""
     key, delta = int(_State.key), _State.delta
-    c = 2.0 ** -52 * delta
-    out = []
-    for i, b in enumerate(bs):
-        x = xs[i]
-        m = b & _IMANT
-        if m & _ILOW and b & _IEXP != _IEXP:
-            h = ((m ^ key) * _IC1) & _M64
-            h = ((h ^ (h >> 31)) * _IC2) & _M64
-            h = ((h ^ (h >> 29)) * _IC3) & _M64
-            f = ((h ^ (h >> 32)) >> 11) * c - delta
-        else:
-            f = 0.0
-        if ss is None:
-            out.append(x + (f * x if f != 0.0 else 0.0))
-        else:
-            s = abs(ss[i])
-            out.append(x + (f * s if s - s == 0.0 else 0.0))     # s - s == 0: s finite
+    if ss is None:
+        return [_py_move1(x, b, None, key, delta) for x, b in zip(xs, bs, strict=True)]
+    return [_py_move1(x, b, s, key, delta) for x, b, s in zip(xs, bs, ss, strict=True)]
+
+
+def _consts(shape, n: int):
+    """The hash's operands for arrays of ``shape`` (``n`` <= _BLOCK entries): full-size
+    arrays, cached."""
+    key, delta = _State.key, _State.delta
+    base = _BASES.get(n)
+    if base is None or base[0] is not key or base[1] != delta:
+        if len(_BASES) >= 32:
+            _BASES.clear()
+            _CONSTS.clear()
+        ints = (_MANT, key, _C1, 31, _C2, 29, _C3, 32, 11, _LOW)
+        base = _BASES[n] = (key, delta, *(np.full(n, v, dtype=np.uint64) for v in ints),
+                            np.full(n, 2.0 ** -52 * delta), np.full(n, delta))
+    if len(_CONSTS) >= 256:
+        _CONSTS.clear()
+    got = _CONSTS[shape] = (key, delta, *(a.reshape(shape) for a in base[2:]))
+    return got
+
+
+def _np_block(x, s, out, c):
+    """The moved values of the C-contiguous float64 array ``x`` by the non-negative scale
+    ``s`` of its shape (None: relatively), written into ``out`` (None: a new array); ``c``:
+    the hash's operands, shaped like ``x`` (:func:`_consts`) or scalars."""
+    _, _, mant, key, c1, s31, c2, s29, c3, s32, s11, low, scale, delta = c
+    n = x.size
+    bits = x.view(_U64)
+    h = _and(bits, mant)
+    t = _and(h, low)
+    exact = _cnz(t) != n                     # an entry with its last 16 mantissa bits zero
+    _xor(h, key, out=h)
+    _mul(h, c1, out=h)
+    _xor(h, _shr(h, s31, out=t), out=h)
+    _mul(h, c2, out=h)
+    _xor(h, _shr(h, s29, out=t), out=h)
+    _mul(h, c3, out=h)
+    _xor(h, _shr(h, s32, out=t), out=h)
+    _shr(h, s11, out=h)
+    f = h.astype(_F64)
+    _mul(f, scale, out=f)
+    _sub(f, delta, out=f)                    # uniform in [-delta, delta)
+    token = _quiet()
+    try:
+        _mul(f, x if s is None else s, out=f)
+        out = _add(x, f, out=out)
+        if exact or _cnz(_isfinite(out)) != n:
+            # the unusual case: leave exact and non-finite values (and infinite scales) alone
+            keep = _and(bits, low, out=t).astype(bool)
+            keep &= _isfinite(x)
+            if s is not None:
+                keep &= _isfinite(s)
+            _add(x, _where(keep, f, 0.0), out=out)
+    finally:
+        _loud(token)
     return out
 
 
-def _consts(n: int):
-    """Full-size uint64 operands of the hash for arrays of n entries (cached per size up to
-    4096 entries; larger arrays take scalars, whose overhead their own work hides)."""
-    if n > 4096:
-        return tuple(np.uint64(v) for v in (_MANT, _State.key, _C1, 31, _C2, 29, _C3, 32, 11,
-                                            _LOW, 0))
-    got = _CONSTS.get(n)
-    if got is None or got[0] != _State.key:
-        if len(_CONSTS) > 64:
-            _CONSTS.clear()
-        full = [np.full(n, v, dtype=np.uint64) for v in
-                (_MANT, _State.key, _C1, 31, _C2, 29, _C3, 32, 11, _LOW, 0)]
-        got = _CONSTS[n] = (_State.key, *full)
-    return got[1:]
-
-
-def _np_moved(x, s):
-    """The moved values of the C-contiguous 1-D float64 array x (s: |scale| or None)."""
-    mant, key, c1, s31, c2, s29, c3, s32, s11, low, zero = _consts(x.size)
-    bits = x.view(np.uint64)
-    m = np.bitwise_and(bits, mant)
-    h = np.bitwise_xor(m, key)
-    t = np.empty_like(h)
-    np.multiply(h, c1, out=h)
-    np.bitwise_xor(h, np.right_shift(h, s31, out=t), out=h)
-    np.multiply(h, c2, out=h)
-    np.bitwise_xor(h, np.right_shift(h, s29, out=t), out=h)
-    np.multiply(h, c3, out=h)
-    np.bitwise_xor(h, np.right_shift(h, s32, out=t), out=h)
-    np.right_shift(h, s11, out=h)
-    f = h.astype(np.float64)
-    f *= 2.0 ** -52 * _State.delta
-    f -= _State.delta
-    keep = np.not_equal(np.bitwise_and(m, low, out=m), zero)
-    keep &= np.isfinite(x)
-    if s is None:
-        f *= x
+def _np_move(r, s, inplace):
+    """:func:`_move` of the float64 array ``r`` (more than _SMALL entries, C-contiguous unless
+    ``inplace``) by the non-negative float64 scale ``s`` of its shape, or relatively (None).
+    Arrays of more than _BLOCK entries are moved _CHUNK entries at a time with scalar
+    operands (the hash's dozen passes over a chunk stay in the CPU's cache: 3 times faster
+    than whole passes over 320000 entries)."""
+    x = r if r.flags.c_contiguous else np.ascontiguousarray(r)
+    shape, n = x.shape, x.size
+    if n <= _BLOCK:
+        c = _CONSTS.get(shape)
+        if c is None or c[0] is not _State.key or c[1] != _State.delta:
+            c = _consts(shape, n)
+        out = _np_block(x, s, None, c)
     else:
-        f *= s
-        keep &= np.isfinite(s)
-    return np.where(keep, f, 0.0)
+        key, delta = _State.key, _State.delta
+        c = (key, delta, *(np.uint64(v) for v in (_MANT, key, _C1, 31, _C2, 29, _C3, 32, 11, _LOW)),
+             2.0 ** -52 * delta, delta)
+        xs, ss = x.reshape(-1), None if s is None else s.reshape(-1)
+        out = np.empty(shape)
+        flat = out.reshape(-1)
+        for i in range(0, n, _CHUNK):
+            j = i + _CHUNK
+            _np_block(xs[i:j], None if ss is None else ss[i:j], flat[i:j], c)
+    if inplace:
+        r[...] = out
+        return r
+    return out
 
 
-def _move(r, scale=None, inplace=False):
+def _move(r, scale=None, inplace=False, nonneg=False):
     """``r + delta * xi * scale`` (``scale`` defaults to ``|r|``), for a float64 array or scalar.
 
-    Bitwise the same as :func:`_move_reference`, faster."""
+    Bitwise the same as :func:`_move_reference`, faster. ``nonneg``: the caller knows that
+    ``scale`` has no negative entry but possibly -0.0 or NaN (a magnitude), so its absolute
+    value need not be taken (neither changes a moved value)."""
     if type(r) is np.float64:
-        if scale is None or type(scale) is np.float64 or type(scale) is float:
+        ts = type(scale)
+        if scale is None or ts is np.float64 or ts is float:
             x = float(r)
-            bits = int(r.view(np.uint64))
-            ss = None if scale is None else [float(scale)]
-            return np.float64(_py_moved([x], [bits], ss)[0])
+            return np.float64(_py_move1(x, _bits(x), None if scale is None else float(scale),
+                                        int(_State.key), _State.delta))
+        return _move_reference(r, scale, inplace)
+    if type(r) is not _ND or not (
+            scale is None or (type(scale) is _ND and scale.dtype == _F64
+                              and scale.shape == r.shape)):
         return _move_reference(r, scale, inplace)
     inplace = inplace and r.flags.writeable
-    if type(r) is not np.ndarray or not (inplace or r.flags.c_contiguous) or (
-            scale is not None and not (type(scale) is np.ndarray and scale.dtype == np.float64
-                                       and scale.shape == r.shape)):
+    if not (inplace or r.flags.c_contiguous):
         # (a new array from a non-contiguous r: the reference decides its memory layout)
         return _move_reference(r, scale, inplace)
-    x = np.ascontiguousarray(r).reshape(-1)        # elementwise: any layout gives the same values
-    if x.size <= _SMALL:
+    if r.size <= _SMALL:
+        x = np.ascontiguousarray(r).reshape(-1)    # elementwise: any layout gives the same values
         ss = None if scale is None else scale.reshape(-1).tolist()
         moved = np.array(_py_moved(x.tolist(), x.view(np.uint64).tolist(), ss),
                          dtype=np.float64).reshape(r.shape)
@@ -248,13 +332,9 @@ def _move(r, scale=None, inplace=False):
             r[...] = moved
             return r
         return moved
-    with np.errstate(all="ignore"):
-        s = None if scale is None else np.abs(scale.reshape(-1))
-        f = _np_moved(x, s).reshape(r.shape)
-        if inplace:
-            r += f
-            return r
-        return r + f
+    if scale is not None and not nonneg:
+        scale = np.abs(scale)
+    return _np_move(r, scale, inplace)
 
 
 def perturb(x, inplace=False):
@@ -264,6 +344,13 @@ def perturb(x, inplace=False):
     is returned unchanged; tuples and named tuples are perturbed entrywise. With ``inplace``
     a writable array is changed in place (the ``out=`` of a call).
     """
+    t = type(x)
+    if t is _ND:                                       # the usual cases first, faster
+        if x.dtype == _F64 and x.size and _State.delta != 0.0:
+            return _move(x, inplace=inplace)
+        return x
+    if t is np.float64:
+        return _move(x) if _State.delta != 0.0 else x
     if isinstance(x, tuple):
         items = [perturb(i) for i in x]
         return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
@@ -341,55 +428,106 @@ def _einsum_terms_of(spec, operands) -> int:
     return terms
 
 
-def _numpy_sum_like(name, args, kwargs, r):
-    """The usual case of :func:`_sum_like`, faster: ``np.name(*args, **kwargs)`` with float
-    arrays (and an einsum spec) and no keywords but ``out``, ``axis`` and ``keepdims`` (which
-    the magnitude call takes unchanged, as ``_abs`` leaves them). None where the general code
-    must decide."""
-    ops = args[1:] if name == "einsum" and args and type(args[0]) is str else args
+_LAST, _REDUCED, _EINSUM = 1, 2, 3        # how a sum-like call's terms are counted
+_AXIS_TYPES = (int, bool, type(None))
+
+
+def _plain_kwargs(kwargs):
+    """``kwargs`` without ``out``, or None unless it holds only ``out``, ``axis`` and
+    ``keepdims`` with plain values (which the magnitude call takes unchanged, as ``_abs``
+    leaves them)."""
+    kw = {}
+    for k, v in kwargs.items():
+        if k == "out":
+            continue
+        if k not in ("axis", "keepdims") or not (type(v) in _AXIS_TYPES or (
+                type(v) is tuple and all(type(i) is int for i in v))):
+            return None
+        kw[k] = v
+    return kw
+
+
+def _numpy_sum_like(fn, rule, args, kwargs, r):
+    """The usual case of a sum-like call, faster: ``np.name(*args, **kwargs)`` = ``r`` (a
+    float64 array or scalar) of float arrays (and an einsum spec) and no keywords but
+    ``out``, ``axis`` and ``keepdims``. None where the general code must decide."""
+    if _State.delta == 0.0 or not r.size:
+        return r
+    ops = args
+    if rule == _EINSUM:
+        if not args or type(args[0]) is not str:
+            return None
+        ops = args[1:]
     if not ops:
         return None
     for op in ops:
-        if type(op) is not np.ndarray or op.dtype.kind not in "fc":
+        if type(op) is not _ND or op.dtype.kind not in "fc":
             return None
-    kw = kwargs
-    if kwargs:
-        kw = {}
-        for k, v in kwargs.items():
-            if k == "out":
-                continue
-            if k not in ("axis", "keepdims") or not (v is None or type(v) in (int, bool) or (
-                    type(v) is tuple and all(type(i) is int for i in v))):
-                return None
-            kw[k] = v
+    kw = _plain_kwargs(kwargs) if kwargs else kwargs
+    if kw is None:
+        return None
     first = ops[0]
-    if ops is not args:
-        terms = _einsum_terms_of(args[0], ops)
-    elif name in _CONTRACT_LAST:
+    if rule == _LAST:
         terms = first.shape[-1] if first.ndim else 1
-    elif name in _REDUCE:
-        terms = max(first.size // max(np.size(r), 1), 1)
+    elif rule == _REDUCED:
+        terms = max(first.size // max(r.size, 1), 1)
+    elif rule == _EINSUM:
+        terms = _einsum_terms_of(args[0], ops)
     else:
         terms = 2
     if terms < 2:
         return r
-    mag = getattr(np, name)(*(np.abs(a) if type(a) is np.ndarray else a for a in args), **kw)
-    return _move(r, mag, inplace="out" in kwargs)
+    if ops is not args:
+        mag = fn(args[0], *(np.abs(a) for a in ops), **kw)
+    elif len(ops) == 2:
+        mag = fn(np.abs(ops[0]), np.abs(ops[1]), **kw)
+    else:
+        mag = fn(*(np.abs(a) for a in ops), **kw)
+    return _move(r, mag, inplace="out" in kwargs, nonneg=True)
 
 
-def _sum_like(obj, name, *args, **kwargs):
-    """``obj.name(*args, **kwargs)`` for a sum-like numpy function or array method, its float
-    result moved by delta * xi * (the same call on the absolute values of the operands).
+def _method_sum_like(obj, name, rule, args, kwargs, r):
+    """The usual case of a sum-like method, faster: ``x.name(*args, **kwargs)`` = ``r`` for a
+    float ndarray ``x``, plain axes and keywords (or float ndarray operands). None where the
+    general code must decide."""
+    if _State.delta == 0.0 or not r.size:
+        return r
+    if obj.dtype.kind not in "fc":
+        return None
+    mags = []
+    for a in args:
+        if type(a) is _ND:
+            if a.dtype.kind not in "fc":
+                return None
+            mags.append(np.abs(a))
+        elif type(a) in _AXIS_TYPES or (type(a) is tuple and all(type(i) is int for i in a)):
+            mags.append(a)
+        else:
+            return None
+    kw = _plain_kwargs(kwargs) if kwargs else kwargs
+    if kw is None:
+        return None
+    if rule == _LAST:
+        terms = obj.shape[-1] if obj.ndim else 1
+    elif rule == _REDUCED:
+        terms = max(obj.size // max(r.size, 1), 1)
+    else:
+        terms = 2
+    if terms < 2:
+        return r
+    mag = getattr(np.abs(obj), name)(*mags, **kw)
+    return _move(r, mag, inplace="out" in kwargs, nonneg=True)
+
+
+def _sum_general(obj, name, args, kwargs, r):
+    """The move of ``r = obj.name(*args, **kwargs)``, a sum-like numpy function or array
+    method, by delta * xi * (the same call on the absolute values of the operands), for any
+    arguments.
 
     Left alone: results of integer or boolean operands only (exact, or one correctly rounded
     division, everywhere) and "sums" of a single term."""
-    r = getattr(obj, name)(*args, **kwargs)
     if not _ready(r):
         return r
-    if obj is np:
-        moved = _numpy_sum_like(name, args, kwargs, r)
-        if moved is not None:
-            return moved
     if not _is_numpy(obj):
         return r
     operands = ([obj] if isinstance(obj, np.ndarray) else []) + [
@@ -403,26 +541,71 @@ def _sum_like(obj, name, *args, **kwargs):
     return _move(r, mag, inplace="out" in kwargs)
 
 
+def _sum_like_of(name):
+    """The probe's helper for the sum-like call ``obj.name(...)``: the rewritten code calls
+    ``_bnprobe_sum_name(obj, ...)``, so the name is resolved once, here."""
+    rule = (_LAST if name in _CONTRACT_LAST else _REDUCED if name in _REDUCE
+            else _EINSUM if name == "einsum" else 0)
+    fn = getattr(np, name, None)
+
+    def sum_like(obj, *args, **kwargs):
+        r = getattr(obj, name)(*args, **kwargs)
+        tr = type(r)
+        if tr is _ND:
+            if r.dtype != _F64:
+                return r
+        elif tr is not np.float64:
+            return _sum_general(obj, name, args, kwargs, r)
+        if obj is np:
+            if fn is not None:
+                moved = _numpy_sum_like(fn, rule, args, kwargs, r)
+                if moved is not None:
+                    return moved
+        elif type(obj) is _ND and rule != _EINSUM:
+            moved = _method_sum_like(obj, name, rule, args, kwargs, r)
+            if moved is not None:
+                return moved
+        return _sum_general(obj, name, args, kwargs, r)
+
+    sum_like.__name__ = sum_like.__qualname__ = f"_sum_like_{name}"
+    return sum_like
+
+
+_SUM_LIKE = {name: _sum_like_of(name) for name in sorted(SUM_LIKE)}
+
+
+def _sum_like(obj, name, *args, **kwargs):
+    """``obj.name(*args, **kwargs)`` for a sum-like numpy function or array method, its float
+    result moved by delta * xi * (the same call on the absolute values of the operands)."""
+    return _SUM_LIKE[name](obj, *args, **kwargs)
+
+
 def _matmul(a, b):
+    """``a @ b``, moved by delta * xi * ``|a| @ |b|``."""
     r = a @ b
-    if not _ready(r):
-        return r
-    if type(a) is np.ndarray and type(b) is np.ndarray:      # the usual case, faster
-        if (a.shape[-1] if a.ndim else 1) < 2:
+    if type(a) is _ND and type(b) is _ND:                # the usual case, faster
+        tr = type(r)
+        if tr is _ND:
+            if r.dtype != _F64 or not r.size:
+                return r
+        elif tr is not np.float64:
             return r
-        return _move(r, (np.abs(a) if a.dtype.kind in "fc" else a)
-                     @ (np.abs(b) if b.dtype.kind in "fc" else b))
-    if _terms("matmul", [a], r) < 2:
+        if _State.delta == 0.0 or (a.shape[-1] if a.ndim else 1) < 2:
+            return r
+        fa, fb = a.dtype.kind in "fc", b.dtype.kind in "fc"
+        return _move(r, (np.abs(a) if fa else a) @ (np.abs(b) if fb else b), nonneg=fa and fb)
+    if not _ready(r) or _terms("matmul", [a], r) < 2:
         return r
     return _move(r, _abs(np.asarray(a)) @ _abs(np.asarray(b)))
 
 
-_HELPERS = {HELPER: perturb, HELPER + "sum": _sum_like, HELPER + "mm": _matmul}
+_HELPERS = {HELPER: perturb, HELPER + "mm": _matmul,
+            **{f"{HELPER}sum_{name}": helper for name, helper in _SUM_LIKE.items()}}
 
 
 class ProbeTransformer(ast.NodeTransformer):
     """Rewrite ``a @ b``, sum-like calls and the calls named in ``RELATIVE`` into probe calls:
-    ``a @ b`` -> ``_bnprobe_mm(a, b)``, ``x.f(args)`` -> ``_bnprobe_sum(x, "f", args)``
+    ``a @ b`` -> ``_bnprobe_mm(a, b)``, ``x.f(args)`` -> ``_bnprobe_sum_f(x, args)``
     (f in ``SUM_LIKE``), ``x.f(args)`` -> ``_bnprobe_(x.f(args))`` (f in ``RELATIVE``)."""
 
     @staticmethod
@@ -442,7 +625,7 @@ class ProbeTransformer(ast.NodeTransformer):
         if not isinstance(func, ast.Attribute):
             return node
         if func.attr in SUM_LIKE:
-            return self._call(HELPER + "sum", [func.value, ast.Constant(func.attr), *node.args],
+            return self._call(f"{HELPER}sum_{func.attr}", [func.value, *node.args],
                               node.keywords, node)
         if func.attr in RELATIVE:
             inplace = any(k.arg == "out" for k in node.keywords)
