@@ -211,7 +211,7 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
 WIDTH_LR = SOFTMAX_LR[::2]
 
 
-#: The width study's grid for plain SGD: WIDTH_LR up to 10^2.5, a decade beyond 10^1.5,
+#: The width study's grid for plain SGD, WIDTH_LR up to 10^2.5, a decade beyond 10^1.5,
 #: the last step at which plain SGD trains (it is at chance from 10^2 on, in chapter 11).
 WIDTH_GD_LR = WIDTH_LR[:10]
 
