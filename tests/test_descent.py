@@ -355,11 +355,15 @@ def test_bngd_stack_matches_naive_loops(rng):
     run = bnlib.bngd_stack(problems, lrs[None, :], 20, 0.4, w0, lr_a=0.7)
     assert run.w.shape == (21, 3, 4, 5) and run.loss.shape == (21, 3, 4)
     assert run.diverged.shape == (3, 4) and run.lr.shape == (3, 4) and run.a_final.shape == (3, 4)
+    # 20 steps up to lr = 1e3 amplify a rounding difference between the two orders of
+    # summation about 1e4-fold (measured: 7e3 U plainly, 2e4 U under the probe), so the
+    # tolerance is 1e5 rounding units, relative to each run's largest |w|
+    tol = 1e5 * U
     for s, p in enumerate(problems):
         for m, lr in enumerate(lrs):
             a, w = naive_bngd(p.H, p.g, 0.4, w0[s, 0], lr, 0.7, 20)
-            assert np.allclose(run.a[:, s, m], a, rtol=1e-10, atol=1e-12)
-            assert np.allclose(run.w[:, s, m], w, rtol=1e-10, atol=1e-12)
+            assert np.allclose(run.a[:, s, m], a, rtol=tol, atol=0.0)
+            assert np.allclose(run.w[:, s, m], w, rtol=tol, atol=tol * np.abs(w).max())
             assert np.allclose(run.loss[:, s, m], p.bn_loss(a, w), rtol=1e-10)
             assert np.allclose(run.excess[:, s, m], p.bn_loss(a, w) - p.min_loss, rtol=1e-6, atol=1e-12)
 
