@@ -72,15 +72,20 @@ def batchnorm_forward(x, gamma, beta, var_offset=1e-5, axis=0):
         except ValueError:
             raise ValueError(f"{name} of shape {p.shape} does not broadcast with x of shape "
                              f"{x.shape}") from None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y, cache, _ = normalize(x, gamma, beta, offset, axis)
+    if offset == 0 and np.any(np.isinf(cache.inv_std)):    # a batch variance of 0
+        raise ValueError("a feature of x is constant over the batch; use var_offset > 0")
+    return y, cache
+
+
+def normalize(x, gamma, beta, offset, axis):
+    """:func:`~bnlib.bn.batchnorm_forward` unchecked (for loops that check once); also the batch mean."""
     mu = x.mean(axis=axis, keepdims=True)
     xc = x - mu
-    var = np.mean(xc * xc, axis=axis, keepdims=True)
-    if offset == 0 and np.any(var == 0):
-        raise ValueError("a feature of x is constant over the batch; use var_offset > 0")
-    inv_std = 1.0 / np.sqrt(var + offset)
-    xhat = xc * inv_std
-    y = gamma * xhat + beta
-    return y, BNCache(xhat, inv_std, gamma, beta.shape, axis, x.shape)
+    inv_std = 1.0 / np.sqrt(np.mean(xc * xc, axis=axis, keepdims=True) + offset)
+    xhat = np.multiply(xc, inv_std, out=xc)
+    return gamma * xhat + beta, BNCache(xhat, inv_std, gamma, beta.shape, axis, x.shape), mu
 
 
 def _reduce_to(a, shape):
@@ -109,15 +114,22 @@ def batchnorm_backward(dy, cache):
     """
     if not (isinstance(cache, tuple) and len(cache) == 6):
         raise TypeError("cache must be the tuple returned by batchnorm_forward")
-    xhat, inv_std, gamma, beta_shape, axis, shape = cache
     dy = v.finite_array(dy, "dy")
-    if dy.shape != shape:
-        raise ValueError(f"dy must have the shape of x, {shape}, got {dy.shape}")
+    if dy.shape != cache[5]:
+        raise ValueError(f"dy must have the shape of x, {cache[5]}, got {dy.shape}")
+    return normalize_backward(dy, cache)
+
+
+def normalize_backward(dy, cache):
+    """:func:`~bnlib.bn.batchnorm_backward` unchecked (see :func:`normalize`)."""
+    xhat, inv_std, gamma, beta_shape, axis, _ = cache
     dbeta = _reduce_to(dy, beta_shape)
     dgamma = _reduce_to(dy * xhat, gamma.shape)
-    dxhat = dy * gamma
-    dx = inv_std * (dxhat - dxhat.mean(axis=axis, keepdims=True)
-                    - xhat * np.mean(dxhat * xhat, axis=axis, keepdims=True))
+    dxhat = dy * gamma    # dx = inv_std (dxhat - mean dxhat - xhat mean(dxhat xhat))
+    dx = dxhat - dxhat.mean(axis=axis, keepdims=True)
+    prod = np.multiply(dxhat, xhat, out=dxhat)
+    dx -= np.multiply(xhat, np.mean(prod, axis=axis, keepdims=True), out=prod)
+    dx *= inv_std
     return dx, dgamma, dbeta
 
 

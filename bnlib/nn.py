@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from . import PUBLIC
 from . import checks as v
-from .bn import batchnorm_forward
+from .bn import batchnorm_forward, normalize, normalize_backward
 from .descent import drive, option_shapes
 from .descent import options as descent_options
 
@@ -283,29 +283,21 @@ class MLP:
     def _train_pass(self, params, X, y):
         """Forward and backward in training mode; returns loss, grads, batch statistics.
 
-        Unchecked (the callers check their arguments once): the BN layer of
-        :mod:`bnlib.bn` written out with its own operations, in their order, so the numbers
-        are bit for bit those of :func:`~bnlib.bn.batchnorm_forward` and
-        :func:`~bnlib.bn.batchnorm_backward`, without their checks and copies on every step.
-        The activations are laid out batch-major (see :func:`_matmul_batch_major`).
+        Unchecked (the callers check their arguments once), with BN's unchecked layer of
+        :mod:`bnlib.bn`. The activations are laid out batch-major (see
+        :func:`_matmul_batch_major`).
         """
-        a, offset = X, self.var_offset
+        a = X
         inputs, caches, masks, stats = [], [], [], []
         for layer in range(self.depth):
             inputs.append(a)
             z = _matmul_batch_major(a, params[f"W{layer}"])
             if self.bn:
-                mu = z.mean(axis=-2, keepdims=True)
-                xc = z - mu
-                sq = np.multiply(xc, xc, out=z)      # in place: the same numbers, less memory
-                inv_std = 1.0 / np.sqrt(np.mean(sq, axis=-2, keepdims=True) + offset)
-                xhat = np.multiply(xc, inv_std, out=xc)
-                gamma = params[f"gamma{layer}"]
-                out = gamma * xhat
-                out += params[f"beta{layer}"]
-                caches.append((xhat, inv_std, gamma))
+                out, cache, mu = normalize(z, params[f"gamma{layer}"], params[f"beta{layer}"],
+                                           self.var_offset, -2)
+                caches.append(cache)
                 # the biased batch variance, recovered from 1/sqrt(var + var_offset)
-                stats.append((mu, inv_std ** -2 - offset))
+                stats.append((mu, cache.inv_std ** -2 - self.var_offset))
             else:
                 out = z + params[f"b{layer}"]
             if layer < self.depth - 1:
@@ -318,14 +310,8 @@ class MLP:
         grads = {}
         for layer in reversed(range(self.depth)):
             if self.bn:
-                xhat, inv_std, gamma = caches[layer]
-                grads[f"beta{layer}"] = d.sum(axis=-2, keepdims=True)
-                grads[f"gamma{layer}"] = (d * xhat).sum(axis=-2, keepdims=True)
-                dxhat = d * gamma    # d = inv_std (dxhat - mean dxhat - xhat mean(dxhat xhat))
-                d = dxhat - dxhat.mean(axis=-2, keepdims=True)
-                prod = np.multiply(dxhat, xhat, out=dxhat)
-                d -= np.multiply(xhat, np.mean(prod, axis=-2, keepdims=True), out=prod)
-                d *= inv_std
+                d, dgamma, dbeta = normalize_backward(d, caches[layer])
+                grads |= {f"beta{layer}": dbeta, f"gamma{layer}": dgamma}
             else:
                 grads[f"b{layer}"] = d.sum(axis=-2, keepdims=True)
             grads[f"W{layer}"] = np.swapaxes(inputs[layer], -1, -2) @ d
