@@ -198,20 +198,22 @@ def var_offset(value) -> float:
     return float(nonnegative_array(value, "var_offset"))
 
 
-def heavy_options(weight_decay, momentum):
+def momentum(x) -> np.ndarray:
+    """Momentum ς (scalar or array) with every entry in [0, 1), else ``ValueError``."""
+    arr = finite_array(x, "momentum")
+    if np.any(arr < 0) or np.any(arr >= 1):
+        raise ValueError(f"momentum must be in [0, 1), got {short(arr)}")
+    return arr
+
+
+def heavy_options(weight_decay, momentum_):
     """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays).
 
     Each comes back as an array, or None when it is zero everywhere (the plain step, bit for
     bit).
     """
-    out = []
-    for x, name in ((weight_decay, "weight_decay"), (momentum, "momentum")):
-        x = finite_array(x, name)
-        if np.any(x < 0) or (name == "momentum" and np.any(x >= 1)):
-            rng = "[0, 1)" if name == "momentum" else ">= 0"
-            raise ValueError(f"{name} must be {rng}, got {short(x)}")
-        out.append(x if np.any(x != 0) else None)
-    return out
+    out = (nonnegative_array(weight_decay, "weight_decay"), momentum(momentum_))
+    return [x if np.any(x != 0) else None for x in out]
 
 
 RECORDS = ("all", "loss")

@@ -427,10 +427,8 @@ def norm_growth(v0, lr, c, k):
     """
     v0 = v.positive_array(v0, "v0")
     lr = v.positive_array(lr, "lr")
-    c = v.finite_array(c, "c")
-    k = v.finite_array(k, "k")
-    if np.any(c < 0) or np.any(k < 0):
-        raise ValueError("c and k must be >= 0")
+    c = v.nonnegative_array(c, "c")
+    k = v.nonnegative_array(k, "k")
     return v.scalar_or_array(np.sqrt(v0**2 + 2.0 * lr**2 * c * k))
 
 
@@ -540,7 +538,5 @@ def angular_equilibrium(lr, weight_decay, momentum=0.0):
     """
     lr = v.positive_array(lr, "lr")
     wd = v.nonnegative_array(weight_decay, "weight_decay")
-    mom = v.finite_array(momentum, "momentum")
-    if np.any(mom < 0) or np.any(mom >= 1):
-        raise ValueError(f"momentum must be in [0, 1), got {v.short(mom)}")
+    mom = v.momentum(momentum)
     return v.scalar_or_array(np.sqrt(2 * lr * wd / (1 + mom)))
