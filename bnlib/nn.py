@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from . import PUBLIC
 from . import checks as v
 from .bn import batchnorm_forward, normalize, normalize_backward
+from .decay import angular_update
 from .descent import drive, option_shapes
 from .descent import options as descent_options
 
@@ -737,13 +738,8 @@ def _sgd(net, data, bases, order, opt, runs, keep_params, ends):
 
 
 def _col_angle2(W_old, W_new):
-    """Return the mean over output units of the squared angle of each column's step.
-
-    The angle between old and new column is 2 arcsin(‖û_new − û_old‖/2); shape (models,).
-    """
-    u0 = W_old / np.linalg.norm(W_old, axis=-2, keepdims=True)
-    u1 = W_new / np.linalg.norm(W_new, axis=-2, keepdims=True)
-    th = 2 * np.arcsin(np.minimum(np.linalg.norm(u1 - u0, axis=-2) / 2, 1.0))
+    """Return the mean over output units of the squared angle of each column's step, shape (models,)."""
+    th = angular_update(np.swapaxes(np.stack([W_old, W_new]), -1, -2))[0]    # the columns' angles
     return np.mean(th * th, axis=-1)
 
 
