@@ -311,7 +311,9 @@ def bngd_window(problem, a0, w0, steps, tol, lr_a=1.0, *, inside, below, above,
     each of the two brackets [below, inside] and [inside, above] in one vectorised call and
     keeps the sub-bracket where the outcome changes, until both brackets are narrower than
     ``rel_tol`` (relative). It assumes the set is one interval containing ``inside``; the
-    outcome at the three given points is checked.
+    outcome at the three given points is checked. If the set has gaps (it can: chapter 04's
+    has two), a round whose grid points fall in a gap can stop the search at the gap's
+    edge; check the ends against a fine grid of real runs.
 
     Parameters
     ----------
