@@ -198,7 +198,7 @@ def var_offset(value) -> float:
     return float(nonnegative_array(value, "var_offset"))
 
 
-def momentum(x) -> np.ndarray:
+def momentum_factor(x) -> np.ndarray:
     """Momentum ς (scalar or array) with every entry in [0, 1), else ``ValueError``."""
     arr = finite_array(x, "momentum")
     if np.any(arr < 0) or np.any(arr >= 1):
@@ -206,13 +206,13 @@ def momentum(x) -> np.ndarray:
     return arr
 
 
-def heavy_options(weight_decay, momentum_):
+def heavy_options(weight_decay, momentum):
     """Validate weight decay υ ≥ 0 and momentum ς ∈ [0, 1) (scalars or arrays).
 
     Each comes back as an array, or None when it is zero everywhere (the plain step, bit for
     bit).
     """
-    out = (nonnegative_array(weight_decay, "weight_decay"), momentum(momentum_))
+    out = (nonnegative_array(weight_decay, "weight_decay"), momentum_factor(momentum))
     return [x if np.any(x != 0) else None for x in out]
 
 

@@ -166,7 +166,7 @@ class MLP:
             raise TypeError(f"bn must be True or False, got {self.bn!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        offset, mom = v.var_offset(self.var_offset), float(v.momentum(self.momentum))
+        offset, mom = v.var_offset(self.var_offset), float(v.momentum_factor(self.momentum))
         for k, x in dict(var_offset=offset, sizes=sizes, bn=bool(self.bn), momentum=mom,
                          depth=len(sizes) - 1).items():
             object.__setattr__(self, k, x)

@@ -538,5 +538,5 @@ def angular_equilibrium(lr, weight_decay, momentum=0.0):
     """
     lr = v.positive_array(lr, "lr")
     wd = v.nonnegative_array(weight_decay, "weight_decay")
-    mom = v.momentum(momentum)
+    mom = v.momentum_factor(momentum)
     return v.scalar_or_array(np.sqrt(2 * lr * wd / (1 + mom)))
