@@ -17,6 +17,10 @@ The modules, each one idea, every import pointing down this list:
 - :mod:`~bnlib.nn` — numpy MLPs with BN on the digits, trained by SGD in lockstep.
 - :mod:`~bnlib.studies` — the book's study settings, shared by several chapters.
 
+Bad input to a public function raises ``TypeError`` (not a number, not an OLS, ...) or
+``ValueError`` (out of range, wrong shape, ...) with a message that names the argument;
+docstrings list only the errors beyond that.
+
 ``PUBLIC`` below is the one list of public names: each module's ``__all__``, the names
 ``bnlib.X`` and the API page (``book/api.md``, checked by ``tests/test_api.py``) follow it.
 Every module and name is loaded on first use, so ``import bnlib`` costs almost nothing.

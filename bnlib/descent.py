@@ -590,12 +590,6 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
     Returns
     -------
     GDRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``problem`` is not an :class:`~bnlib.ols.OLS`, or an argument is not numeric, out
-        of its range above, or of a shape that does not broadcast (the error names it).
     """
     check_problem(problem)
     return _gd(_Data([problem], stacked=False), lr, steps, w0, tol=tol, record=record,
@@ -616,12 +610,6 @@ def gd_stack(problems, lr, steps, w0=None, *, tol=None, record="all", blowup=1e1
     GDRun
         With batch shape (S, B...): ``loss[k, s, ...]`` is run ``(s, ...)`` on ``problems[s]``,
         the same numbers as S separate :func:`~bnlib.descent.gd` calls up to rounding.
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.descent.gd`, and if ``problems`` is empty, mixes dimensions or is not
-        a sequence of :class:`~bnlib.ols.OLS`.
     """
     return _gd(_problems(problems), lr, steps, w0, tol=tol, record=record, blowup=blowup,
                weight_decay=weight_decay, momentum=momentum)
@@ -660,11 +648,6 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     Returns
     -------
     BNGDRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.descent.gd`, and if ``w0`` is zero.
 
     Notes
     -----
@@ -723,12 +706,6 @@ def wn_loss(problem, a, w) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape ``broadcast(a.shape, w.shape[:-1])``
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``problem`` is not an OLS, or ``a``, ``w`` are not numeric, ``w`` is zero or of
-        another dimension, or the shapes do not broadcast.
     """
     a, w, n = _aw(problem, a, w)
     return problem.loss((a / n)[..., None] * w)
@@ -743,11 +720,6 @@ def wn_grad(problem, a, w):
         ŵᵀ (H u − g).
     dJ_dw : numpy.ndarray, shape ``dJ_da.shape + (d,)``
         (a/‖w‖) (I − ŵŵᵀ)(H u − g).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.descent.wn_loss`.
     """
     a, w, n = _aw(problem, a, w)
     what = w / n[..., None]

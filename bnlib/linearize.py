@@ -409,12 +409,6 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     Contraction
         Fields of shape B (Python scalars when B = ()).
 
-    Raises
-    ------
-    ValueError
-        If ``history`` has fewer than 2 entries or a negative first one, or an option is out
-        of range (``TypeError`` for non-numbers).
-
     Examples
     --------
     >>> import numpy as np

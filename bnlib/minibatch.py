@@ -334,13 +334,6 @@ def bn_sgd(data, lr, steps, a0, w0, batch, lr_a=1.0, *, seed=0, repeats=None, pr
     Returns
     -------
     BNMiniBatchRun
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``data`` is not a tuple (X, y), ``problem`` not an OLS of dimension d, an option
-        unknown, ``w0`` zero, or an argument not numeric, out of its range above or of a
-        shape that does not broadcast (the error names it).
     """
     data, lr, opt, draws, repeats, problem = _check(data, lr, steps, batch, seed, repeats,
                                                     problem, options)

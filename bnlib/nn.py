@@ -74,11 +74,6 @@ def load_digits_split(seed=0, test_fraction=0.25):
     Returns
     -------
     Digits
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``seed`` is not an integer ≥ 0, or ``test_fraction`` leaves an empty set.
     """
     from sklearn.datasets import load_digits
 
@@ -141,11 +136,6 @@ class MLP:
         Running averages for evaluation: ``run ← momentum·run + (1 − momentum)·batch``, in
         [0, 1), with the unbiased batch variance. In :func:`~bnlib.nn.train` the first
         mini-batch's statistics start the averages (no trace of the initial values).
-
-    Raises
-    ------
-    TypeError, ValueError
-        On bad sizes, an unknown loss, ``var_offset < 0``, or ``momentum`` outside [0, 1).
     """
 
     sizes: tuple
@@ -351,13 +341,7 @@ class MLP:
         return loss, grads
 
     def predict_logits(self, params, X):
-        """Evaluation-mode logits (BN with the running averages), shape (P..., n, n_classes).
-
-        Raises
-        ------
-        TypeError, ValueError
-            As :meth:`~bnlib.nn.MLP.loss_and_grad`.
-        """
+        """Evaluation-mode logits (BN with running averages), shape (P..., n, n_classes)."""
         params, P = self._check_params(params)
         X, _ = self._check_data(X, np.zeros(np.shape(X)[:-1], dtype=int), P)
         return self._eval_logits(params, X)
@@ -524,12 +508,6 @@ def train(net, data, lr, lr_a=None, *, epochs=3, batch_size=100, seeds=(0,), wei
     as many per seed as keep ``WORKERS`` threads equally busy, with single-threaded BLAS
     (faster on these small products); the results depend on neither. A BN unit with
     ``var_offset`` 0 that is constant over a mini-batch makes its model diverge.
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``net`` is not an :class:`~bnlib.nn.MLP`, ``lr_a`` is given without BN, the data do
-        not fit the network, or an argument or option is out of its range above.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a bnlib.nn.MLP, got {type(net).__name__}")
@@ -773,11 +751,6 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
         ``"gd"`` and ``"bn"`` with model shape (S, n), ``"bn_split"`` with (S, A, n); all
         (S, A, n) with ``uniform=True``. The numbers do not depend on ``uniform``. For a
         sequence of ``epochs``, ``{epochs: that dict}``, trained once (see :func:`train`).
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :class:`~bnlib.nn.MLP` and :func:`~bnlib.nn.train`, and if ``lr`` or ``lr_a`` is not 1-D.
     """
     lr = v.positive_array(lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
@@ -822,11 +795,6 @@ def effective_steps(net, params, X, lr):
     -------
     list of numpy.ndarray
         One array per layer, shape (P..., n_out).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`~bnlib.nn.top_bn_hessian`, and if ``lr`` is not positive.
     """
     params, P, X = _bn_batch(net, params, X, "effective_steps")
     lr = v.positive_array(lr, "lr")
@@ -870,11 +838,6 @@ def top_bn_hessian(net, params, X, y):
     -------
     numpy.ndarray, shape (P..., 2C, 2C)
         Rows and columns ordered (γ_1, …, γ_C, β_1, …, β_C), C = ``net.n_classes``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``net`` is not an MLP with BN, or the parameters or data do not fit it.
     """
     xhat, p, t = _top_layer(net, params, X, y)
     B, C = p.shape[-2], p.shape[-1]

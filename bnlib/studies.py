@@ -39,13 +39,6 @@ def lr_study(kappa, d=100, n_seeds=5, seed=2024):
     -------
     problems : list of bnlib.ols.OLS
     w0 : numpy.ndarray, shape (n_seeds, d)
-
-    Raises
-    ------
-    TypeError
-        If an argument is not numeric or a count is not an integer.
-    ValueError
-        If ``kappa`` < 1 or a count is out of range.
     """
     kappa = v.positive_scalar(kappa, "kappa")
     if kappa < 1:
@@ -156,7 +149,7 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
     epochs : int or sequence of int
         As in :func:`bnlib.nn.train` (a sequence: one run read at each budget).
     seeds : sequence of int
-    lr : array_like or None
+    lr : array_like, shape (n,), or None
         Grid of ε; ``None`` for :data:`SOFTMAX_LR`.
 
     Returns
@@ -164,11 +157,6 @@ def softmax_quadratic(data, lr_a=(0.1,), *, epochs=SOFTMAX_EPOCHS, seeds=SOFTMAX
     dict of bnlib.nn.SGDRun
         As :func:`bnlib.nn.train_variants` (for a sequence of ``epochs``,
         ``{epochs: that dict}``).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`bnlib.nn.train_variants`.
     """
     grid = SOFTMAX_LR if lr is None else lr
     return train_variants((data.X_train.shape[1], 10), "quadratic", data, grid, lr_a, epochs=epochs,
@@ -192,11 +180,6 @@ def split_runs(data, lr_a, *, epochs=LONG_EPOCHS, seeds=SOFTMAX_SEEDS, lr=None):
     bnlib.nn.SGDRun
         Model shape (S, A, n), with ``params`` (for a sequence of ``epochs``, a dict
         ``{epochs: SGDRun}``, each with the parameters at that budget).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`bnlib.nn.train`, or if ``lr_a`` or ``lr`` is not 1-D.
     """
     grid = v.positive_array(SOFTMAX_LR if lr is None else lr, "lr")
     lr_a = v.positive_array(lr_a, "lr_a")
@@ -245,12 +228,6 @@ def hidden_widths(data, widths=(10, 100), *, epochs=LONG_EPOCHS, seeds=SOFTMAX_S
     -------
     dict
         ``{h: {"gd": SGDRun, "bn_split": SGDRun}}``; model shapes (S, n_gd) and (S, 1, n).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As :func:`bnlib.nn.train`, or if ``lr`` or ``gd_lr`` is not 1-D or a width is not a
-        positive integer.
     """
     grid = v.positive_array(WIDTH_LR if lr is None else lr, "lr")
     gd_grid = v.positive_array(WIDTH_GD_LR if gd_lr is None else gd_lr, "gd_lr")
