@@ -7,7 +7,11 @@ For d in {10, 100, 1000} and M in {1, 64} step sizes it prints
 - ``loop/sweep``: the time of a Python loop over the M step sizes, each a separate call of
   the same single-run code ``bngd(problem, lr, K, ...)``, divided by the sweep's time;
 - ``sweep/floor``: the sweep's time divided by the time of K batched products ``W @ H``
-  with W of shape (M, d) alone, the one operation a step cannot avoid.
+  with W of shape (M, d) alone, the one operation a step on the dense H cannot avoid.
+  Without recorded iterates bnlib runs in H's eigenbasis (rotating once per call, then
+  H w is an elementwise product, O(d) instead of O(d²)), so the sweep no longer takes
+  that product and sweep/floor < 1 is possible (at large d it is expected); the floor
+  stays the dense product, the cost of the dense step that ``record="all"`` still takes.
 
 The timings of a case are interleaved round by round and each keeps its best of
 ``--repeats`` rounds (the loop: the sum of its calls' best times), because the machine may

@@ -14,6 +14,7 @@ WNGD is u = a w/‖w‖ with the Euclidean norm, J_WN(a, w) = J0(a w/‖w‖).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,14 +282,14 @@ class _Data:
 
     One problem: H (d, d), g, u (d,), jstar and c floats; the state is W (N, d).
     S stacked problems: H (S, d, d), g and u (S, 1, d), jstar and c (S, 1); the state is
-    W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when
-    every H is diagonal (a problem written in its eigenbasis: H w is then an elementwise
+    W (S, N, d). ``hdiag`` is the diagonal of H, shaped like g, when every H is diagonal (a
+    problem written in its eigenbasis, as :meth:`eigen` writes any: H w is then an elementwise
     product, O(d) instead of O(d²) per run and step), else None.
     """
 
     def __init__(self, problems, stacked):
         p = problems[0]
-        self.d = p.d
+        self.d, self.problems = p.d, problems
         diagonal = all(v.is_diagonal(q.H) for q in problems)
         if not stacked:
             self.S = None
@@ -303,6 +304,14 @@ class _Data:
         self.g, self.u = g[:, None, :], u[:, None, :]
         self.jstar = np.array([q.min_loss for q in problems])[:, None]
         self.c = np.array([q.c for q in problems])[:, None]
+
+    def eigen(self, W):
+        """Return this layout and the states W in H's eigenbasis (H = Q diag(λ) Qᵀ, w → Qᵀw), and Q."""
+        bases = [q.eigenbasis() for q in self.problems]
+        Q, lam = bases[0] if self.S is None else (np.stack(x) for x in zip(*bases, strict=True))
+        e = copy.copy(self)
+        e.H, e.g, e.u, e.hdiag = None, self.g @ Q, self.u @ Q, lam if self.S is None else lam[:, None, :]
+        return e, W @ Q, Q
 
     def hw(self, W, out):
         """Write H w for the states W into ``out`` and return it."""
@@ -516,9 +525,13 @@ def _launch(data, B, opt, lr, w0, scale=None):
         return np.array(np.broadcast_to(x, B), dtype=float).reshape(flat_shape)
 
     W = np.array(np.broadcast_to(w0, B + (d,)), dtype=float).reshape(flat_shape + (d,))
+    # without iterates to record, a dense problem runs in H's eigenbasis
+    data, W, Q = data.eigen(W) if opt.record != "all" and data.hdiag is None else (data, W, None)
     stepper = (_GD(data, W, flat(lr), opt, flat) if scale is None else  # scale: method, lr_a, a0
                _Normalized(data, W, flat(scale[2]), flat(lr), flat(scale[1]), opt, flat, scale[0] == "wn"))
     res = drive(stepper, opt, data.c)
+    if Q is not None:
+        res["w_final"] = res["w_final"] @ np.swapaxes(Q, -1, -2)
 
     def shaped(x, tail=()):
         return x.reshape(x.shape[:1] + B + tail)
@@ -577,6 +590,9 @@ def gd(problem, lr, steps, w0=None, *, tol=None, record="all", blowup=1e10, weig
         If given, stop as soon as every run has ``excess <= tol`` or has diverged.
     record : {"all", "loss"}
         ``"loss"`` keeps only the per-step losses and the final iterate (bounded memory).
+        Without iterates the runs are computed in H's eigenbasis
+        (:meth:`~bnlib.ols.OLS.eigenbasis`), O(d) instead of O(d²) per run and step, and
+        agree with ``"all"`` to rounding, not bit for bit.
     blowup : float
         A run is diverged once its state is not finite or its loss exceeds
         ``blowup * max(J0(w0), c/2)``.
@@ -640,7 +656,8 @@ def bngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     lr_a : float or array_like
         Step(s) ε_a > 0 for a, broadcast with ``lr``.
     tol, record, blowup
-        As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``).
+        As in :func:`~bnlib.descent.gd` (``blowup`` relative to ``max(J(a0, w0), c/2)``;
+        ``record="loss"`` runs in H's eigenbasis and agrees with ``"all"`` to rounding).
     weight_decay, momentum : float or array_like
         As in :func:`~bnlib.descent.gd`, the decay on w only (``loss`` and ``excess`` stay
         those of J), the momentum on both a (with ε_a and ∂_a J) and w.
@@ -735,9 +752,10 @@ def wngd(problem, lr, steps, a0, w0, lr_a=1.0, *, tol=None, record="all", blowup
     a_{k+1} = a_k − ε_a ∂_a J_WN(a_k, w_k),   w_{k+1} = w_k − ε ∇_w J_WN(a_k, w_k).
 
     Parameters, shapes, divergence (relative to J_WN(a0, w0)) and errors as
-    :func:`~bnlib.descent.bngd`, without weight decay and momentum; returns a
-    :class:`~bnlib.descent.WNGDRun`. Unlike BN's, the curvature of J_WN in a is ŵᵀHŵ, not 1,
-    so ``lr_a`` ≤ 1 is not a safe default for every problem.
+    :func:`~bnlib.descent.bngd` (``record="loss"`` in H's eigenbasis, equal to ``"all"`` to
+    rounding), without weight decay and momentum; returns a :class:`~bnlib.descent.WNGDRun`.
+    Unlike BN's, the curvature of J_WN in a is ŵᵀHŵ, not 1, so ``lr_a`` ≤ 1 is not a safe
+    default for every problem.
     """
     check_problem(problem)
     return _normalized("wn", _Data([problem], stacked=False), lr, steps, a0, w0, lr_a, tol=tol,

@@ -74,7 +74,7 @@ class OLS:
         Eigenvalues of H in ascending order.
     """
 
-    __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals")
+    __slots__ = ("H", "g", "c", "d", "u_star", "min_loss", "eigvals", "_basis")
 
     def __init__(self, H, g, c):
         H, eigvals = v.spd(H, "H")
@@ -106,7 +106,7 @@ class OLS:
                 f"variance explained by x), got c = {c:.6g}"
             )
         values = dict(H=_readonly(H), g=_readonly(g), c=c, d=H.shape[0], u_star=_readonly(u_star),
-                      min_loss=max(0.5 * (c - explained), 0.0), eigvals=_readonly(eigvals))
+                      min_loss=max(0.5 * (c - explained), 0.0), eigvals=_readonly(eigvals), _basis=None)
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -131,6 +131,21 @@ class OLS:
         The natural scale of an excess loss; the same bits as ``u_star @ g / 2``.
         """
         return float(self.u_star @ self.g / 2)
+
+    def eigenbasis(self):
+        """Return (Q, λ) with H = Q diag(λ) Qᵀ, Q orthogonal and λ ascending (read-only arrays).
+
+        Computed once (``numpy.linalg.eigh``) and kept; none is needed for a diagonal H (Q
+        permutes the axes) or a problem of :meth:`random` (its own Q and λ). λ equals
+        ``eigvals`` to rounding.
+        """
+        if self._basis is None:
+            if v.is_diagonal(self.H):
+                lam, Q = self.eigvals, np.eye(self.d)[:, np.argsort(np.diagonal(self.H), kind="stable")]
+            else:
+                lam, Q = np.linalg.eigh(self.H)
+            object.__setattr__(self, "_basis", (_readonly(Q), _readonly(lam)))
+        return self._basis
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -171,7 +186,9 @@ class OLS:
         H = (Q * lam) @ Q.T
         u = rng.standard_normal(d) / np.sqrt(d)
         g = H @ u
-        return cls(H, g, float(u @ g) + noise)
+        problem = cls(H, g, float(u @ g) + noise)
+        object.__setattr__(problem, "_basis", (_readonly(Q), _readonly(lam)))
+        return problem
 
     @classmethod
     def from_samples(cls, X, y) -> OLS:

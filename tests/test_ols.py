@@ -55,6 +55,28 @@ def test_random_spectrum_and_seed():
     assert p.min_loss <= p.d * U * p.c       # 0 up to the rounding of c − u*ᵀg (3.6e-15 on Nehalem)
 
 
+@pytest.mark.parametrize("make", ["random", "dense", "diagonal"])
+def test_eigenbasis(make, rng):
+    """H = Q diag(λ) Qᵀ, Q orthogonal, λ ascending: against numpy's own eigenvalues."""
+    if make == "random":                         # Q and λ kept from the construction
+        p = OLS.random(7, 300.0, seed=4)
+    elif make == "dense":                        # computed once by eigh
+        X = rng.standard_normal((40, 7)) * np.logspace(0, 1, 7)
+        p = OLS.from_samples(X, X @ rng.standard_normal(7))
+    else:                                        # a diagonal H needs no decomposition
+        p = OLS(np.diag([3.0, 0.5, 2.0, 0.5, 9.0, 1.0, 4.0]), np.ones(7), 20.0)
+    Q, lam = p.eigenbasis()
+    assert Q.shape == (7, 7) and lam.shape == (7,)
+    assert np.allclose(Q.T @ Q, np.eye(7), rtol=0, atol=50 * U)
+    assert np.allclose((Q * lam) @ Q.T, p.H, rtol=0, atol=50 * U * lam[-1])
+    assert np.all(np.diff(lam) >= 0)
+    for ref in (np.linalg.eigvalsh(p.H), p.eigvals):  # eigenvalues err by rounding of ‖H‖
+        assert np.allclose(lam, ref, rtol=0, atol=50 * U * lam[-1])
+    assert p.eigenbasis()[0] is Q and not Q.flags.writeable and not lam.flags.writeable
+    if make == "diagonal":
+        assert np.array_equal(np.abs(Q), np.eye(7)[:, np.argsort(np.diagonal(p.H), kind="stable")])
+
+
 def test_immutable(problem):
     with pytest.raises(AttributeError):
         problem.c = 3.0
