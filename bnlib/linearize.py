@@ -235,8 +235,8 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
         lo, hi = np.broadcast_to(lo, z2.shape[:-1]).copy(), np.broadcast_to(hi, z2.shape[:-1]).copy()
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
-            f = np.sum(z2 / (lam - mid[..., None]), axis=-1) - 1  # increasing in mu
-            lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+            below = np.sum(z2 / (lam - mid[..., None]), axis=-1) < 1   # the sum increases with mu
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
     return v.scalar_or_array(root(lam[-2], lam[-1]) / root(lam[0], lam[1]))

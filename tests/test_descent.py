@@ -102,6 +102,24 @@ def test_tol_stop_keeps_the_rows_of_the_full_run(problem, record):
         assert np.array_equal(getattr(short, name), getattr(full, name), equal_nan=True), name
     assert np.isinf(short.loss[-1, 3:]).all() and np.isnan(short.w_final[3:]).all()
 
+
+@pytest.mark.parametrize("divergent", [0, 1])
+def test_tol_stop_includes_a_tie(problem, divergent):
+    # the stop is "every live run has excess <= tol": with tol equal to the largest live
+    # excess at step k (read off the run without tol, which takes the very same steps) the
+    # run stops right there, also while a diverged run is masked (one of nine columns: too
+    # few to be dropped); GD's excess decreases strictly, so no earlier step qualifies
+    lrs = np.append(np.linspace(0.2, 0.9, 8), [3.0][:divergent]) / problem.eigvals[-1]
+    full = gd(problem, lrs, 120, np.ones(problem.d), record="loss")
+    live = ~full.diverged
+    assert live.sum() == 8 and np.all(np.isinf(full.excess[100, ~live]))
+    worst = full.excess[:, live].max(axis=1)
+    assert np.all(np.diff(worst[:101]) < 0)
+    short = gd(problem, lrs, 120, np.ones(problem.d), tol=worst[100], record="loss")
+    assert short.loss.shape[0] == 101
+    assert np.array_equal(short.excess, full.excess[:101])
+
+
 def _mp_gd_excess(problem, w, digits=40):
     """J0(w) − J* = ½ (w − u*)ᵀH(w − u*) in mpmath at ``digits`` digits (w taken exactly)."""
     import mpmath
