@@ -757,12 +757,12 @@ def test_steps_to_counts_an_excess_equal_to_tol(problem, rng):
 
 
 def test_divergence_is_flagged_at_blowup_times_the_larger_of_the_start_loss_and_c_half(problem):
-    """GD beyond its edge from w0 = 0 (J0 = c/2) and from a far start (J0 > c/2): the loss is
-    recorded up to the last step with J0 <= blowup · max(J0(w0), c/2), computed here by
-    iterating e ← (I − εH) e with numpy, and is inf from the next one."""
+    """GD beyond its edge from w0 = 0 (J0 = c/2), from a far start (J0 > c/2) and from near u*
+    (J0 < c/2): the loss is recorded up to the last step with J0 <= blowup · max(J0(w0), c/2),
+    computed here by iterating e ← (I − εH) e with numpy, and is inf from the next one."""
     H, u = problem.H, problem.u_star
-    lr = 1.3 * 2 / np.linalg.eigvalsh(H)[-1]
-    for w0 in (np.zeros(problem.d), 30 * u):
+    lr = 1.1 * 2 / np.linalg.eigvalsh(H)[-1]
+    for w0 in (np.zeros(problem.d), 30 * u, 0.9 * u):
         e, losses = w0 - u, []
         for _ in range(61):
             losses.append(problem.min_loss + 0.5 * e @ H @ e)
