@@ -461,8 +461,7 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     with np.errstate(invalid="ignore"):
         agree = np.abs(s1 - s2) <= rtol * np.maximum(np.abs(s1), np.abs(s2)) + 1e-12
     last = np.take_along_axis(np.where(usable, h, np.nan), np.maximum(n_use - 1, 0)[None], axis=0)[0]
-    first = np.take_along_axis(np.where(usable, h, np.nan), np.minimum(start, h.shape[0] - 1)[None],
-                               axis=0)[0]
+    first = np.take_along_axis(np.where(usable, h, np.nan), start[None], axis=0)[0]   # start <= K
     with np.errstate(invalid="ignore", divide="ignore"):
         decayed = first >= min_decay * last
     steady = (n_fit >= min_points) & ~diverged & agree & decayed
