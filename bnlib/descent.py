@@ -224,7 +224,7 @@ def drive(stepper, opt, c):
     """
     alive = np.ones(stepper.shape, dtype=bool)
     N, cols, limit, length, dead = alive.shape[-1], None, None, opt.steps + 1, None
-    measured = _Records((np.inf, np.inf) + stepper.fills, opt.steps + 1, N, opt.tol is not None)
+    measured = _Records((np.inf, np.inf) + stepper.fills, length, N, opt.tol is not None)
     stepped = _Records((np.nan,) * len(stepper.step_names), opt.steps, N, opt.tol is not None)
     with np.errstate(all="ignore"):
         for k in range(opt.steps + 1):
