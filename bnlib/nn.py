@@ -470,7 +470,7 @@ def _batch_order(seed, n, batch_size, epochs):
                            for _ in range(epochs)])
 
 
-CHUNK_BYTES = 2**21      # largest activation array of one chunk of models (see train)
+CHUNK_BYTES = 2_097_152  # 2 MiB: largest activation array of one chunk of models (see train)
 WORKERS = 2              # threads over chunks
 
 
