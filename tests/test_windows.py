@@ -162,6 +162,10 @@ def test_bngd_window_ends_by_brute_force(problem, rng):
                                    above=1e6, rel_tol=1e-3)
     run = bngd(problem, np.array([lo / 1.002, lo, hi, hi * 1.002]), 1000, a0, w0, record="loss")
     assert np.array_equal(run.excess[-1] <= 1e-12, [False, True, True, False])
+    # one point per round (the least allowed): plain bisection finds the same ends
+    lo1, hi1 = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=1e-4,
+                                   above=1e6, rel_tol=1e-3, points=1)
+    assert np.allclose([lo1, hi1], [lo, hi], rtol=2e-3)
     with pytest.raises(ValueError, match="outcomes"):
         windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
 
@@ -209,6 +213,7 @@ def test_lr_study_and_standard_windows():
     assert np.all(out.bngd > out.gd) and np.all(out.gd > 0)
     again = standard_windows(10.0, d=4, n_seeds=2, per_decade=2)
     assert np.array_equal(out.bngd, again.bngd)                  # deterministic
+    assert np.allclose(np.log10(out.lr), -4.5 + np.arange(17) / 2)  # 10^-4.5 … 10^3.5, 2/decade
 
 
 def test_lr_windows_rejects_bad_input():
