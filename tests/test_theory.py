@@ -79,6 +79,13 @@ def test_gd_excess_and_steps_match_real_runs(problem, rng):
     start = theory.gd_excess(problem, 1.0, 0, w0)
     assert np.all(theory.gd_steps_to(problem, lrs, w0, start, 300) == 0)
     assert theory.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, start, 300) == 0
+    # at the edge itself GD is still stable (the top mode keeps its size): a tol above that
+    # mode's part of the excess is reached, at the step count of a real run
+    edge = theory.gd_lr_max(problem.H)
+    at_edge = gd(problem, edge, 300, w0, record="loss")
+    tol = 1.5 * float(at_edge.excess[-1])
+    assert np.isfinite(at_edge.steps_to(tol))
+    assert theory.gd_steps_to(problem, edge, w0, tol, 300) == at_edge.steps_to(tol)
 
 
 def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
