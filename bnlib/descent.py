@@ -267,10 +267,13 @@ def _converged(exc, alive, dead, tol):
     return bool(np.all(exc[alive] <= tol))
 
 
+PRUNE_SHARE = 0.125   # drive drops the columns without a live run once they are this share
+
+
 def _prune(stepper, alive, limit, cols, N):
-    """Drop the columns without a live run once they are at least 1/8 of the columns."""
+    """Drop the columns without a live run once they are at least ``PRUNE_SHARE`` of them."""
     live = alive.any(axis=0) if alive.ndim == 2 else alive
-    if 8 * (live.size - np.count_nonzero(live)) < live.size:
+    if np.mean(~live) < PRUNE_SHARE:
         return cols, alive, limit
     stepper.keep(live)
     return (np.arange(N) if cols is None else cols)[live], alive[..., live], limit[..., live]
