@@ -796,3 +796,18 @@ def test_a_loss_exactly_at_the_divergence_limit_does_not_exceed_it(problem, meth
     assert 0 < k < 39 and np.all(free.loss[:k] < target) and free.loss[k + 1] > target
     run = run_with(blowup)
     assert np.all(np.isfinite(run.loss[:k + 1])) and np.all(np.isinf(run.loss[k + 1:]))
+
+
+def test_bngd_rejects_a_w0_whose_h_norm_underflows():
+    """BN divides by ‖w‖_H: a w0 ≠ 0 with ‖w0‖²_H = 0 in floating point (1e-320 · 1e-4
+    underflows) is rejected like w0 = 0, on a diagonal (eigenbasis) problem as on a dense one."""
+    from bnlib import eigen_problem
+
+    p = eigen_problem(np.array([1e-4, 1.0]), seed=0)
+    w0 = np.array([1e-160, 0.0])
+    assert w0 @ p.H @ w0 == 0.0 and np.all(np.diag(p.H) == [1e-4, 1.0])
+    Q = np.array([[0.6, -0.8], [0.8, 0.6]])
+    dense = OLS(Q @ p.H @ Q.T, Q @ p.g, p.c)
+    for problem, w in ((p, w0), (dense, Q @ w0)):
+        with pytest.raises(ValueError, match="w0 must be nonzero"):
+            bngd(problem, 0.1, 5, 1.0, w)

@@ -89,12 +89,13 @@ def test_bn_sgd_against_naive_loop(problem, data):
     assert np.allclose(lhs, lrs[None, None, :] ** 2 * run.grad_norm2, rtol=1e-8, atol=1e-14)
 
 
-def test_batches_are_epochs_without_replacement(data):
+@pytest.mark.parametrize("b", [8, 10])                  # n = 40: 5 or 4 batches per epoch
+def test_batches_are_epochs_without_replacement(data, b):
     n = data[0].shape[0]
-    run = mb.sgd(data, np.full(3, 0.01), 2 * (n // 8), 8, record="all", seed=0)
-    idx = run.batches                                    # (K, 3, 8)
+    run = mb.sgd(data, np.full(3, 0.01), 2 * (n // b), b, record="all", seed=0)
+    idx = run.batches                                    # (K, 3, b)
     for e in range(2):
-        epoch = idx[e * (n // 8):(e + 1) * (n // 8)]     # n // 8 batches: a permutation
+        epoch = idx[e * (n // b):(e + 1) * (n // b)]     # n // b batches: a permutation
         for r in range(3):
             assert np.array_equal(np.sort(epoch[:, r].ravel()), np.arange(n))
     assert not np.array_equal(idx[:, 0], idx[:, 1])     # runs draw their own batches
