@@ -325,12 +325,13 @@ def test_heavy_minibatch_bad_input(problem, data):
         mb.sgd(data, 0.1, 3, 4, momentum=1.5)
 
 
-def test_level_window_brackets_the_mean_by_its_standard_error():
+@pytest.mark.parametrize("level", [0.012, 0.006])       # 0.006: a possible set of 6 of 8
+def test_level_window_brackets_the_mean_by_its_standard_error(level):
     lr = np.logspace(-2, 2, 9)                                   # two points per decade
     rng = np.random.default_rng(0)
     final = 0.01 * np.exp(rng.standard_normal((4, 9)))
     final[:, 7] = np.inf                                         # a diverged step size
-    low, mid, high = windows.level_window(final, lr, 0.012)
+    low, mid, high = windows.level_window(final, lr, level)
     # naive loop: mean and standard error per step size, counted in half decades
     n_low = n_mid = n_high = 0
     for j in range(9):
@@ -338,13 +339,13 @@ def test_level_window_brackets_the_mean_by_its_standard_error():
         if not np.all(np.isfinite(col)):
             continue
         m, se = sum(col) / 4, np.sqrt(sum((col - sum(col) / 4) ** 2) / 3 / 4)
-        n_low += m + 2 * se <= 0.012
-        n_mid += m <= 0.012
-        n_high += m - 2 * se <= 0.012
+        n_low += m + 2 * se <= level
+        n_mid += m <= level
+        n_high += m - 2 * se <= level
     assert (low, mid, high) == pytest.approx((0.5 * n_low, 0.5 * n_mid, 0.5 * n_high))
     assert low <= mid <= high
     two = windows.level_window(np.stack([final, final], axis=1), lr,
-                          np.array([[0.012], [1e-9]]))
+                          np.array([[level], [1e-9]]))
     assert two[1].shape == (2, 2) and np.all(two[1][1] == 0.0)
     assert np.allclose(two[1][0], mid)
     with pytest.raises(ValueError, match="final"):
