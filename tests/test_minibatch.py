@@ -354,6 +354,14 @@ def test_level_window_brackets_the_mean_by_its_standard_error(level):
         windows.level_window(final, lr, -1.0)
 
 
+def test_level_window_counts_a_deterministic_step_at_the_level_as_sure():
+    """Identical repeats have se = 0, so a mean exactly at the level is in all three sets
+    ("mean + z·se <= level"); 2^-7 keeps the mean and the deviations exact."""
+    lr = np.logspace(-1, 1, 5)                                   # two points per decade
+    final = np.tile([1.0, 2.0**-7, 2.0**-7, 2.0**-7, 1.0], (4, 1))
+    assert windows.level_window(final, lr, 2.0**-7) == pytest.approx((1.5, 1.5, 1.5))
+
+
 def test_good_window_keeps_a_run_exactly_at_its_level():
     """'At most below' and 'at most factor times the best' include the ends: 0.5 is good with
     below = 0.5, and 0.6 is good with best 0.3 and factor 2 (binary-exact: 2 · 0.3 is 0.6)."""
