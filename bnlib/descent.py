@@ -225,7 +225,7 @@ def drive(stepper, opt, c):
     """
     alive = np.ones(stepper.shape, dtype=bool)
     N, cols, limit, length, dead = alive.shape[-1], None, None, opt.steps + 1, None
-    measured = _Records((np.inf, np.inf) + stepper.fills, opt.steps + 1, N, opt.tol is not None)
+    measured = _Records((np.inf, np.inf) + stepper.fills, length, N, opt.tol is not None)
     stepped = _Records((np.nan,) * len(stepper.step_names), opt.steps, N, opt.tol is not None)
     with np.errstate(all="ignore"):
         for k in range(opt.steps + 1):
@@ -268,10 +268,13 @@ def _converged(exc, alive, dead, tol):
     return bool(np.all(exc[alive] <= tol))
 
 
+PRUNE_SHARE = 0.125   # drive drops the columns without a live run once they are this share
+
+
 def _prune(stepper, alive, limit, cols, N):
-    """Drop the columns without a live run once they are at least 1/8 of the columns."""
+    """Drop the columns without a live run once they are at least ``PRUNE_SHARE`` of them."""
     live = alive.any(axis=0) if alive.ndim == 2 else alive
-    if 8 * (live.size - np.count_nonzero(live)) < live.size:
+    if np.mean(~live) < PRUNE_SHARE:
         return cols, alive, limit
     stepper.keep(live)
     return (np.arange(N) if cols is None else cols)[live], alive[..., live], limit[..., live]

@@ -235,8 +235,8 @@ def kappa_star_eigenbasis(lam, u_star, iters=100):
         lo, hi = np.broadcast_to(lo, z2.shape[:-1]).copy(), np.broadcast_to(hi, z2.shape[:-1]).copy()
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
-            f = np.sum(z2 / (lam - mid[..., None]), axis=-1) - 1  # increasing in mu
-            lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+            below = np.sum(z2 / (lam - mid[..., None]), axis=-1) < 1   # the sum increases with mu
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
     return v.scalar_or_array(root(lam[-2], lam[-1]) / root(lam[0], lam[1]))
@@ -455,8 +455,7 @@ def contraction(history, *, power=1.0, floor=None, rel_floor=1e-12, tail=0.5, mi
     with np.errstate(invalid="ignore"):
         agree = np.abs(s1 - s2) <= rtol * np.maximum(np.abs(s1), np.abs(s2)) + 1e-12
     last = np.take_along_axis(np.where(usable, h, np.nan), np.maximum(n_use - 1, 0)[None], axis=0)[0]
-    first = np.take_along_axis(np.where(usable, h, np.nan), np.minimum(start, h.shape[0] - 1)[None],
-                               axis=0)[0]
+    first = np.take_along_axis(np.where(usable, h, np.nan), start[None], axis=0)[0]   # start <= K
     with np.errstate(invalid="ignore", divide="ignore"):
         decayed = first >= min_decay * last
     steady = (n_fit >= min_points) & ~diverged & agree & decayed

@@ -191,7 +191,7 @@ class _MiniBatch(Runs):
         self.names = (("test_excess",) if problem is not None else ()) + (
             ("w_norm", "lr_eff") if bn else ()) + (
             (("w", "a") if bn else ("w",)) if opt.record == "all" else ())
-        self.fills = ((np.inf,) * (problem is not None) + (np.nan,) * 4)[:len(self.names)]
+        self.fills = tuple(np.inf if nm == "test_excess" else np.nan for nm in self.names)
         self.heavy_ball(opt, flat, scale=bn)
 
     def _u(self, H):

@@ -454,7 +454,7 @@ def _batch_order(seed, n, batch_size, epochs):
                            for _ in range(epochs)])
 
 
-CHUNK_BYTES = 2**21      # largest activation array of one chunk of models (see train)
+CHUNK_BYTES = 2_097_152  # 2 MiB: largest activation array of one chunk of models (see train)
 WORKERS = 2              # threads over chunks
 
 
@@ -706,9 +706,9 @@ def _sgd(net, data, bases, order, opt, runs, keep_params, ends):
             if where.size:
                 for name, (X_, y_) in (("train", (Xtr, ytr)), ("test", (Xte, yte))):
                     out[f"{name}_loss"][si, where], out[f"{name}_acc"][si, where] = (
-                        _evaluate_chunked(net, live, X_, y_, CHUNK_BYTES))
+                        _evaluate_chunked(net, live, X_, y_))
 
-    chunk = max(1, CHUNK_BYTES // (8 * order.shape[2] * max(net.sizes)))
+    chunk = _per_chunk(net, order.shape[2])
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for future in [pool.submit(train_chunk, *task) for task in _chunks(S, nL, chunk)]:
             future.result()
@@ -768,10 +768,18 @@ def train_variants(sizes, loss, data, lr, lr_a=(1.0, 0.1, 0.01), *, epochs=3, ba
     return {e: {key: runs[e] for key, runs in out.items()} for e in out["gd"]}
 
 
-def _evaluate_chunked(net, params, X, y, max_bytes):
-    """:meth:`~bnlib.nn.MLP.evaluate` over the models in chunks whose activations fit ``max_bytes``."""
+def _per_chunk(net, rows):
+    """Models per chunk (at least one) whose largest activation array fits ``CHUNK_BYTES``.
+
+    That array holds ``rows`` × the widest layer float64 numbers per model.
+    """
+    return max(1, CHUNK_BYTES // (8 * rows * max(net.sizes)))
+
+
+def _evaluate_chunked(net, params, X, y):
+    """:meth:`~bnlib.nn.MLP.evaluate` over the models in chunks of :func:`_per_chunk`."""
     M = len(params["W0"])
-    step = max(1, max_bytes // (8 * len(y) * max(net.sizes)))
+    step = _per_chunk(net, len(y))
     parts = [net._eval_loss_acc({k: p[i:i + step] for k, p in params.items()}, X, y)
              for i in range(0, M, step)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -102,6 +102,24 @@ def test_tol_stop_keeps_the_rows_of_the_full_run(problem, record):
         assert np.array_equal(getattr(short, name), getattr(full, name), equal_nan=True), name
     assert np.isinf(short.loss[-1, 3:]).all() and np.isnan(short.w_final[3:]).all()
 
+
+@pytest.mark.parametrize("divergent", [0, 1])
+def test_tol_stop_includes_a_tie(problem, divergent):
+    # the stop is "every live run has excess <= tol": with tol equal to the largest live
+    # excess at step k (read off the run without tol, which takes the very same steps) the
+    # run stops right there, also while a diverged run is masked (one of nine columns: too
+    # few to be dropped); GD's excess decreases strictly, so no earlier step qualifies
+    lrs = np.append(np.linspace(0.2, 0.9, 8), [3.0][:divergent]) / problem.eigvals[-1]
+    full = gd(problem, lrs, 120, np.ones(problem.d), record="loss")
+    live = ~full.diverged
+    assert live.sum() == 8 and np.all(np.isinf(full.excess[100, ~live]))
+    worst = full.excess[:, live].max(axis=1)
+    assert np.all(np.diff(worst[:101]) < 0)
+    short = gd(problem, lrs, 120, np.ones(problem.d), tol=worst[100], record="loss")
+    assert short.loss.shape[0] == 101
+    assert np.array_equal(short.excess, full.excess[:101])
+
+
 def _mp_gd_excess(problem, w, digits=40):
     """J0(w) − J* = ½ (w − u*)ᵀH(w − u*) in mpmath at ``digits`` digits (w taken exactly)."""
     import mpmath
@@ -769,12 +787,12 @@ def test_steps_to_counts_an_excess_equal_to_tol(problem, rng):
 
 
 def test_divergence_is_flagged_at_blowup_times_the_larger_of_the_start_loss_and_c_half(problem):
-    """GD beyond its edge from w0 = 0 (J0 = c/2) and from a far start (J0 > c/2): the loss is
-    recorded up to the last step with J0 <= blowup · max(J0(w0), c/2), computed here by
-    iterating e ← (I − εH) e with numpy, and is inf from the next one."""
+    """GD beyond its edge from w0 = 0 (J0 = c/2), from a far start (J0 > c/2) and from near u*
+    (J0 < c/2): the loss is recorded up to the last step with J0 <= blowup · max(J0(w0), c/2),
+    computed here by iterating e ← (I − εH) e with numpy, and is inf from the next one."""
     H, u = problem.H, problem.u_star
-    lr = 1.3 * 2 / np.linalg.eigvalsh(H)[-1]
-    for w0 in (np.zeros(problem.d), 30 * u):
+    lr = 1.1 * 2 / np.linalg.eigvalsh(H)[-1]
+    for w0 in (np.zeros(problem.d), 30 * u, 0.9 * u):
         e, losses = w0 - u, []
         for _ in range(61):
             losses.append(problem.min_loss + 0.5 * e @ H @ e)
@@ -839,3 +857,18 @@ def test_record_loss_matches_record_all_on_a_dense_problem(rng, method):
     assert full.loss.shape[1] == 3 and full.diverged.any() and not full.diverged.all()
     _same_to_rounding(lean, full, ("loss", "excess") if method == "gd" else
                       ("loss", "excess", "lr_eff", "w_norm", "a_final"))
+
+
+def test_bngd_rejects_a_w0_whose_h_norm_underflows():
+    """BN divides by ‖w‖_H: a w0 ≠ 0 with ‖w0‖²_H = 0 in floating point (1e-320 · 1e-4
+    underflows) is rejected like w0 = 0, on a diagonal (eigenbasis) problem as on a dense one."""
+    from bnlib import eigen_problem
+
+    p = eigen_problem(np.array([1e-4, 1.0]), seed=0)
+    w0 = np.array([1e-160, 0.0])
+    assert w0 @ p.H @ w0 == 0.0 and np.all(np.diag(p.H) == [1e-4, 1.0])
+    Q = np.array([[0.6, -0.8], [0.8, 0.6]])
+    dense = OLS(Q @ p.H @ Q.T, Q @ p.g, p.c)
+    for problem, w in ((p, w0), (dense, Q @ w0)):
+        with pytest.raises(ValueError, match="w0 must be nonzero"):
+            bngd(problem, 0.1, 5, 1.0, w)

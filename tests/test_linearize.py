@@ -88,6 +88,7 @@ def test_compare_acceleration_counts_steps_of_real_runs(problem, rng):
     bn = bngd(problem, lrs, 4000, 0.5, w0, record="loss").steps_to(tol)
     assert np.array_equal(out.bngd_steps, bn) and out.bngd_steps_best == bn.min()
     assert np.isclose(out.speedup_best, out.gd_steps_best / bn.min())
+    assert np.isclose(out.speedup_opt, out.gd_steps_opt / bn.min())
     assert bnlib.linearize is linearize
 
 
@@ -401,3 +402,26 @@ def test_contraction_fits_the_last_half_and_splits_it_at_its_middle(kink):
     assert np.isclose(c.rate, np.exp(fit), rtol=1e-12)
     assert bool(c.steady) is agree
     assert agree is (kink != 300)    # the cases are not all alike
+
+
+@pytest.mark.parametrize(("factor", "steady"), [(0.99, True), (1.01, False)])
+def test_contraction_min_decay_is_the_fall_across_the_fitted_tail(factor, steady):
+    """h = ρ^k, n = 400: the fit is the last 200 points, over which h falls by ρ^-199 (from
+    h[200] to the last entry h[399]); steady holds for min_decay just below that, not above."""
+    from bnlib import contraction
+
+    rho = 0.95
+    h = rho ** np.arange(400.0)
+    c = contraction(h, rel_floor=1e-300, min_decay=factor * rho**-199.0)
+    assert c.points == 200 and np.isclose(c.rate, rho, rtol=1e-12)
+    assert bool(c.steady) is steady
+
+
+def test_contraction_of_a_constant_history():
+    """Nothing changes: rate 1; with min_decay = 1 (a fall by a factor 1 is enough) it is
+    steady, the two halves' slopes being both 0, which agree."""
+    from bnlib import contraction
+
+    c = contraction(np.full(50, 0.3), min_decay=1.0)
+    assert c.rate == 1.0 and c.points == 25 and bool(c.steady)
+    assert not bool(contraction(np.full(50, 0.3), min_decay=1.5).steady)

@@ -89,12 +89,13 @@ def test_bn_sgd_against_naive_loop(problem, data):
     assert np.allclose(lhs, lrs[None, None, :] ** 2 * run.grad_norm2, rtol=1e-8, atol=1e-14)
 
 
-def test_batches_are_epochs_without_replacement(data):
+@pytest.mark.parametrize("b", [8, 10])                  # n = 40: 5 or 4 batches per epoch
+def test_batches_are_epochs_without_replacement(data, b):
     n = data[0].shape[0]
-    run = mb.sgd(data, np.full(3, 0.01), 2 * (n // 8), 8, record="all", seed=0)
-    idx = run.batches                                    # (K, 3, 8)
+    run = mb.sgd(data, np.full(3, 0.01), 2 * (n // b), b, record="all", seed=0)
+    idx = run.batches                                    # (K, 3, b)
     for e in range(2):
-        epoch = idx[e * (n // 8):(e + 1) * (n // 8)]     # n // 8 batches: a permutation
+        epoch = idx[e * (n // b):(e + 1) * (n // b)]     # n // b batches: a permutation
         for r in range(3):
             assert np.array_equal(np.sort(epoch[:, r].ravel()), np.arange(n))
     assert not np.array_equal(idx[:, 0], idx[:, 1])     # runs draw their own batches
@@ -324,12 +325,13 @@ def test_heavy_minibatch_bad_input(problem, data):
         mb.sgd(data, 0.1, 3, 4, momentum=1.5)
 
 
-def test_level_window_brackets_the_mean_by_its_standard_error():
+@pytest.mark.parametrize("level", [0.012, 0.006])       # 0.006: a possible set of 6 of 8
+def test_level_window_brackets_the_mean_by_its_standard_error(level):
     lr = np.logspace(-2, 2, 9)                                   # two points per decade
     rng = np.random.default_rng(0)
     final = 0.01 * np.exp(rng.standard_normal((4, 9)))
     final[:, 7] = np.inf                                         # a diverged step size
-    low, mid, high = windows.level_window(final, lr, 0.012)
+    low, mid, high = windows.level_window(final, lr, level)
     # naive loop: mean and standard error per step size, counted in half decades
     n_low = n_mid = n_high = 0
     for j in range(9):
@@ -337,19 +339,27 @@ def test_level_window_brackets_the_mean_by_its_standard_error():
         if not np.all(np.isfinite(col)):
             continue
         m, se = sum(col) / 4, np.sqrt(sum((col - sum(col) / 4) ** 2) / 3 / 4)
-        n_low += m + 2 * se <= 0.012
-        n_mid += m <= 0.012
-        n_high += m - 2 * se <= 0.012
+        n_low += m + 2 * se <= level
+        n_mid += m <= level
+        n_high += m - 2 * se <= level
     assert (low, mid, high) == pytest.approx((0.5 * n_low, 0.5 * n_mid, 0.5 * n_high))
     assert low <= mid <= high
     two = windows.level_window(np.stack([final, final], axis=1), lr,
-                          np.array([[0.012], [1e-9]]))
+                          np.array([[level], [1e-9]]))
     assert two[1].shape == (2, 2) and np.all(two[1][1] == 0.0)
     assert np.allclose(two[1][0], mid)
     with pytest.raises(ValueError, match="final"):
         windows.level_window(final[:1], lr, 0.01)
     with pytest.raises(ValueError, match="level"):
         windows.level_window(final, lr, -1.0)
+
+
+def test_level_window_counts_a_deterministic_step_at_the_level_as_sure():
+    """Identical repeats have se = 0, so a mean exactly at the level is in all three sets
+    ("mean + z·se <= level"); 2^-7 keeps the mean and the deviations exact."""
+    lr = np.logspace(-1, 1, 5)                                   # two points per decade
+    final = np.tile([1.0, 2.0**-7, 2.0**-7, 2.0**-7, 1.0], (4, 1))
+    assert windows.level_window(final, lr, 2.0**-7) == pytest.approx((1.5, 1.5, 1.5))
 
 
 def test_good_window_keeps_a_run_exactly_at_its_level():

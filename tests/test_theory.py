@@ -74,6 +74,18 @@ def test_gd_excess_and_steps_match_real_runs(problem, rng):
     tol = 1e-3 * float(run.excess[0, 0])
     assert np.array_equal(theory.gd_steps_to(problem, lrs, w0, tol, 300), run.steps_to(tol))
     assert theory.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, tol, 300) == np.inf
+    # "excess <= tol": a tol equal to the start's excess (the closed form at k = 0, the same
+    # for every step size) is reached at k = 0, also beyond the edge
+    start = theory.gd_excess(problem, 1.0, 0, w0)
+    assert np.all(theory.gd_steps_to(problem, lrs, w0, start, 300) == 0)
+    assert theory.gd_steps_to(problem, 1.5 * theory.gd_lr_max(problem.H), w0, start, 300) == 0
+    # at the edge itself GD is still stable (the top mode keeps its size): a tol above that
+    # mode's part of the excess is reached, at the step count of a real run
+    edge = theory.gd_lr_max(problem.H)
+    at_edge = gd(problem, edge, 300, w0, record="loss")
+    tol = 1.5 * float(at_edge.excess[-1])
+    assert np.isfinite(at_edge.steps_to(tol))
+    assert theory.gd_steps_to(problem, edge, w0, tol, 300) == at_edge.steps_to(tol)
 
 
 def test_gd_best_step_beats_every_step_of_a_brute_force_grid(problem, rng):
@@ -182,6 +194,8 @@ def test_stacks_of_problems():
     Hs = np.stack([p.H for p in probs])
     us = np.stack([p.u_star for p in probs])
     assert np.allclose(theory.kappa(Hs), [3.0, 40.0, 1e3])
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]
+    assert np.isclose(theory.kappa(Q @ np.diag([0.5, 2.0, 3.0]) @ Q.T), 6.0)   # λ_min ≠ 1
     Hstar = theory.effective_hessian(Hs, us)
     lam_s = theory.effective_eigvals(Hs, us)
     assert Hstar.shape == (3, 5, 5) and lam_s.shape == (3, 4)
@@ -290,4 +304,7 @@ def test_gd_best_step_is_the_middle_of_a_narrow_count_minimising_interval():
     assert n_best == count.min()
     first = eigen_steps_to(lam, w0 - p.u_star, np.linspace(edge / 2001, edge, 2001), tol, 200_000)
     assert first.min() == n_best + 1                   # the first grid alone misses it
+    # without refinement the first grid's best count stays; one refinement finds the interval
+    assert theory.gd_best_step(p, w0, tol, 200_000, refine=0)[1] == n_best + 1
+    assert theory.gd_best_step(p, w0, tol, 200_000, refine=1)[1] == n_best
     assert abs(lr_best - (lo + hi) / 2) <= 0.01 * (hi - lo)

@@ -162,6 +162,10 @@ def test_bngd_window_ends_by_brute_force(problem, rng):
                                    above=1e6, rel_tol=1e-3)
     run = bngd(problem, np.array([lo / 1.002, lo, hi, hi * 1.002]), 1000, a0, w0, record="loss")
     assert np.array_equal(run.excess[-1] <= 1e-12, [False, True, True, False])
+    # one point per round (the least allowed): plain bisection finds the same ends
+    lo1, hi1 = windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1.0, below=1e-4,
+                                   above=1e6, rel_tol=1e-3, points=1)
+    assert np.allclose([lo1, hi1], [lo, hi], rtol=2e-3)
     with pytest.raises(ValueError, match="outcomes"):
         windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
 
@@ -209,6 +213,7 @@ def test_lr_study_and_standard_windows():
     assert np.all(out.bngd > out.gd) and np.all(out.gd > 0)
     again = standard_windows(10.0, d=4, n_seeds=2, per_decade=2)
     assert np.array_equal(out.bngd, again.bngd)                  # deterministic
+    assert np.allclose(np.log10(out.lr), -4.5 + np.arange(17) / 2)  # 10^-4.5 … 10^3.5, 2/decade
 
 
 def test_lr_windows_rejects_bad_input():
@@ -272,3 +277,23 @@ def test_lr_windows_grid_that_already_holds_the_point_below_the_edge():
     rel = np.array([np.sum(lam * (1 - e * lam) ** (2 * K) * u**2) for e in lr]) / np.sum(lam * u**2)
     assert rel.min() > 1e-10                              # far above rounding noise
     assert np.isclose(out.gd[0], crossing_width(np.log10(rel), lr, np.log10(tol)), rtol=1e-9)
+
+
+def test_gd_window_on_the_smallest_grid():
+    """n_grid = 3 (the least allowed): the grid is 2/λ_max · (10⁻¹², 10⁻⁶, 1) and a budget of
+    10⁷ steps puts only the middle point inside; bisection still finds both ends (the upper
+    one about 3·10⁻⁷ below the edge), checked against the closed form
+    ½ Σ λ_i (1 − ελ_i)^{2K} e_i² written out in the eigenbasis."""
+    lam = np.array([1.0, 2.0])
+    p = eigen_problem(lam, seed=0)
+    w0, K = np.zeros(2), 10**7
+    e = w0 - p.u_star
+
+    def excess(eps):
+        return 0.5 * np.sum(lam * (1 - eps * lam) ** (2 * K) * e**2)
+
+    tol = 1e-6 * excess(0.0)
+    lo, hi = windows.gd_window(p, w0, K, tol, n_grid=3)
+    assert 1e-12 < lo < 1e-6 < hi < 1 - 1e-7                    # 2/λ_max = 1
+    near = [lo * (1 - 1e-7), lo * (1 + 1e-7), hi * (1 - 1e-7), hi * (1 + 1e-7)]
+    assert [excess(x) <= tol for x in near] == [False, True, True, False]
