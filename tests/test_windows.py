@@ -170,6 +170,20 @@ def test_bngd_window_ends_by_brute_force(problem, rng):
         windows.bngd_window(problem, a0, w0, 1000, 1e-12, inside=1e-4, below=1e-5, above=1.0)
 
 
+def test_bngd_window_counts_an_excess_equal_to_tol_as_reached(problem, rng):
+    """Reaching tol means excess <= tol, as the runs' tol stop: a tol equal to the final
+    excess at ``inside`` (the same batch of three runs, so the same bits) is reached there."""
+    w0 = rng.standard_normal(problem.d)
+    a0 = 0.5 * np.sign(w0 @ problem.g)
+    ends = np.array([1e-4, 1.0, 1e6])
+    run = bngd(problem, ends, 300, a0, w0, record="loss")
+    tol = float(run.excess[-1, 1])
+    assert 0 < tol < run.excess[-1, 0] and not (run.excess[-1, 2] <= tol)
+    lo, hi = windows.bngd_window(problem, a0, w0, 300, tol, inside=1.0, below=1e-4,
+                                 above=1e6, rel_tol=1e-2)
+    assert lo <= 1.0 <= hi
+
+
 def test_bngd_excess_matches_a_hand_written_loop():
     lam = np.array([1.0, 3.0, 7.0])
     p = eigen_problem(lam, seed=4)
