@@ -120,7 +120,7 @@ def _matmul_batch_major(a, b):
 
 @dataclass(frozen=True)
 class MLP:
-    """A dense network ``sizes[0] → … → sizes[-1]`` with ReLU hidden units.
+    """A dense network ``sizes[0] → … → sizes[-1]`` with ReLU hidden units (ReLU'(0) = 0).
 
     Parameters
     ----------

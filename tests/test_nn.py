@@ -580,3 +580,22 @@ def test_predict_logits_without_bn_adds_the_biases(rng):
         params[k] = rng.standard_normal(params[k].shape)        # nonzero biases too
     X = rng.standard_normal((20, 5))
     assert np.allclose(net.predict_logits(params, X), naive_logits(net, params, X), rtol=1e-12)
+
+
+def test_relu_passes_no_gradient_at_exactly_zero():
+    """ReLU'(0) = 0, as in the frameworks: a hidden unit whose pre-activation is exactly 0 on
+    every example gets no gradient, the one-sided derivative towards negative inputs (the
+    other side, measured by a finite difference, is not zero, so the choice matters)."""
+    net = MLP((3, 2, 2), bn=False)
+    params = net.init(seed=0)
+    params["W0"][:, 0], params["b0"][0, 0] = 0.0, 0.0
+    X = np.random.default_rng(5).uniform(0.1, 1.0, (6, 3))
+    y = np.array([0, 1, 0, 1, 1, 0])
+    loss, grads = net.loss_and_grad(params, X, y)
+    assert grads["b0"][0, 0] == 0.0 and np.all(grads["W0"][:, 0] == 0.0)
+    h = 1e-6
+    for sign, nonzero in ((-1, False), (1, True)):
+        moved = {k: v.copy() for k, v in params.items()}
+        moved["b0"][0, 0] = sign * h
+        slope = (net.loss_and_grad(moved, X, y)[0] - loss) / (sign * h)
+        assert (abs(slope) > 1e-3) == nonzero
