@@ -46,8 +46,8 @@ def log_width(ok, lr, axis=-1):
 
     Examples
     --------
-    >>> lr = np.logspace(0, 4, 9)          # 2 points per decade: each counts 1/2 decade
-    >>> log_width(lr <= 100.0, lr)         # 1 ... 100: 2 decades plus one spacing
+    >>> lr = np.logspace(0, 4, 9)      # 2 points per decade, each 1/2 decade
+    >>> log_width(lr <= 100.0, lr)     # 1 ... 100: 2 decades plus one spacing
     2.5
     """
     ok = np.asarray(ok)
