@@ -133,7 +133,7 @@ def _modes(problem, w0):
     w0 = v.vector_batch(w0, "w0", p.d)
     if w0.ndim != 1:
         raise ValueError(f"w0 must have shape ({p.d},), got {w0.shape}")
-    lam, Q = np.linalg.eigh(p.H)
+    Q, lam = p.eigenbasis()
     weight = 0.5 * lam * (Q.T @ (w0 - p.u_star)) ** 2      # J0 − J* = ½ Σ λ_i c_i² at k = 0
     return lam, weight
 
